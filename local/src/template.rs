@@ -1,0 +1,355 @@
+//! Reads the SAM template, so the local stack runs exactly what gets deployed: the same
+//! functions, the same routes and the same table keys, with no second list to keep in sync.
+//!
+//! Only what the local stack needs is extracted. CloudFormation short tags (`!Ref`, `!Sub`,
+//! `!GetAtt`, ...) parse as tagged values and are ignored wherever a literal is expected.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_norway::Value;
+
+/// Function timeout when neither the function nor `Globals` sets one.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The parts of the template the local stack uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub functions: Vec<FunctionSpec>,
+    /// The one `AWS::DynamoDB::Table`, if the template has one.
+    pub table: Option<TableSpec>,
+}
+
+/// One `AWS::Serverless::Function`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    /// Logical id in the template, e.g. `InviteFunction`.
+    pub logical_id: String,
+    /// `Metadata.BuildProperties.Binary`, e.g. `invite`: the file name in the bin dir, and
+    /// the function's name locally.
+    pub binary: String,
+    pub routes: Vec<RouteSpec>,
+    /// `Timeout` of the function, else of `Globals.Function`, else 30 s.
+    pub timeout: Duration,
+}
+
+/// One `HttpApi` event of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Upper-case method, or `ANY`.
+    pub method: String,
+    /// Path pattern such as `/v1/tenants/{tenant}/invitations`; `$default` for the catch-all.
+    pub path: String,
+}
+
+impl RouteSpec {
+    /// API Gateway's route key, e.g. `POST /v1/sessions` (or `$default`).
+    pub fn route_key(&self) -> String {
+        if self.path == "$default" { self.path.clone() } else { format!("{} {}", self.method, self.path) }
+    }
+}
+
+/// Key and index layout of the table: what `CreateTable` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub logical_id: String,
+    pub attribute_definitions: Vec<AttributeDefinition>,
+    pub key_schema: Vec<KeyElement>,
+    pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
+    pub time_to_live: Option<TimeToLive>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeDefinition {
+    pub name: String,
+    /// `S`, `N` or `B`.
+    pub attribute_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyElement {
+    pub name: String,
+    /// `HASH` or `RANGE`.
+    pub key_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalSecondaryIndex {
+    pub name: String,
+    pub key_schema: Vec<KeyElement>,
+    /// `ALL`, `KEYS_ONLY` or `INCLUDE`.
+    pub projection_type: String,
+    pub non_key_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeToLive {
+    pub attribute_name: String,
+    pub enabled: bool,
+}
+
+impl Template {
+    /// Reads and parses a template file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading template {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("parsing template {}", path.display()))
+    }
+
+    /// Parses template text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let root: Value = serde_norway::from_str(text).context("template is not valid YAML")?;
+        let resources = get(&root, "Resources").and_then(Value::as_mapping).context("template has no Resources mapping")?;
+        let global_timeout = get(&root, "Globals").and_then(|g| get(g, "Function")).and_then(|f| get(f, "Timeout")).and_then(Value::as_u64);
+
+        let mut functions = Vec::new();
+        let mut tables = Vec::new();
+        for (id, resource) in resources {
+            let id = id.as_str().context("resource with a non-string logical id")?;
+            match str_at(resource, "Type") {
+                Some("AWS::Serverless::Function") => {
+                    functions.push(parse_function(id, resource, global_timeout).with_context(|| format!("function {id}"))?);
+                }
+                Some("AWS::DynamoDB::Table") => tables.push(parse_table(id, resource).with_context(|| format!("table {id}"))?),
+                _ => {}
+            }
+        }
+        if tables.len() > 1 {
+            bail!("the template has {} DynamoDB tables; the local stack supports one", tables.len());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for function in &functions {
+            if !seen.insert(function.binary.as_str()) {
+                bail!("two functions use binary {:?}; binary names must be unique", function.binary);
+            }
+        }
+        Ok(Self { functions, table: tables.pop() })
+    }
+
+    /// The function whose binary is `name`.
+    pub fn function(&self, name: &str) -> Option<&FunctionSpec> {
+        self.functions.iter().find(|f| f.binary == name)
+    }
+}
+
+fn parse_function(id: &str, resource: &Value, global_timeout: Option<u64>) -> Result<FunctionSpec> {
+    let binary = get(resource, "Metadata")
+        .and_then(|m| get(m, "BuildProperties"))
+        .and_then(|b| str_at(b, "Binary"))
+        .context("Metadata.BuildProperties.Binary is missing or not a literal string")?
+        .to_owned();
+    if binary.is_empty() || binary.contains('/') {
+        bail!("binary name {binary:?} is not a plain file name");
+    }
+    let properties = get(resource, "Properties");
+    let timeout = properties.and_then(|p| get(p, "Timeout")).and_then(Value::as_u64).or(global_timeout);
+    let mut routes = Vec::new();
+    if let Some(events) = properties.and_then(|p| get(p, "Events")).and_then(Value::as_mapping) {
+        for (name, event) in events {
+            if str_at(event, "Type") != Some("HttpApi") {
+                continue;
+            }
+            let name = name.as_str().unwrap_or("?");
+            let props = get(event, "Properties");
+            let method = props.and_then(|p| str_at(p, "Method"));
+            let path = props.and_then(|p| str_at(p, "Path"));
+            let route = match (method, path) {
+                (Some(method), Some(path)) => {
+                    if !path.starts_with('/') {
+                        bail!("event {name}: path {path:?} does not start with /");
+                    }
+                    let method = method.to_ascii_uppercase();
+                    RouteSpec { method: if method == "*" { "ANY".into() } else { method }, path: path.to_owned() }
+                }
+                // An HttpApi event with neither is the API's $default route.
+                (None, None) => RouteSpec { method: "ANY".into(), path: "$default".into() },
+                _ => bail!("event {name}: HttpApi needs both Method and Path as literals"),
+            };
+            routes.push(route);
+        }
+    }
+    Ok(FunctionSpec {
+        logical_id: id.to_owned(),
+        binary,
+        routes,
+        timeout: timeout.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT),
+    })
+}
+
+fn parse_table(id: &str, resource: &Value) -> Result<TableSpec> {
+    let props = get(resource, "Properties").context("no Properties")?;
+    let attribute_definitions = seq_at(props, "AttributeDefinitions")
+        .context("AttributeDefinitions is missing")?
+        .iter()
+        .map(|a| {
+            Ok(AttributeDefinition {
+                name: required_str(a, "AttributeName")?,
+                attribute_type: required_str(a, "AttributeType")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .context("AttributeDefinitions")?;
+    let key_schema = key_schema(props).context("KeySchema")?;
+    let global_secondary_indexes = match seq_at(props, "GlobalSecondaryIndexes") {
+        None => Vec::new(),
+        Some(indexes) => indexes
+            .iter()
+            .map(|index| {
+                let name = required_str(index, "IndexName")?;
+                let projection = get(index, "Projection");
+                Ok(GlobalSecondaryIndex {
+                    key_schema: key_schema(index).with_context(|| format!("index {name}: KeySchema"))?,
+                    projection_type: projection.and_then(|p| str_at(p, "ProjectionType")).unwrap_or("ALL").to_owned(),
+                    non_key_attributes: projection
+                        .and_then(|p| seq_at(p, "NonKeyAttributes"))
+                        .map(|attrs| attrs.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
+                    name,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .context("GlobalSecondaryIndexes")?,
+    };
+    let time_to_live = match get(props, "TimeToLiveSpecification") {
+        None => None,
+        Some(ttl) => Some(TimeToLive {
+            attribute_name: required_str(ttl, "AttributeName").context("TimeToLiveSpecification")?,
+            enabled: get(ttl, "Enabled").and_then(as_bool).unwrap_or(false),
+        }),
+    };
+    Ok(TableSpec { logical_id: id.to_owned(), attribute_definitions, key_schema, global_secondary_indexes, time_to_live })
+}
+
+fn key_schema(parent: &Value) -> Result<Vec<KeyElement>> {
+    let elements = seq_at(parent, "KeySchema").context("missing")?;
+    elements
+        .iter()
+        .map(|k| Ok(KeyElement { name: required_str(k, "AttributeName")?, key_type: required_str(k, "KeyType")? }))
+        .collect()
+}
+
+/// Looks a key up in a mapping (`None` for anything else, tagged values included).
+fn get<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+    value.as_mapping().and_then(|map| map.get(key))
+}
+
+/// A literal string at `key`; tagged values (`!Ref`, `!Sub`) are not literals.
+fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    get(value, key).and_then(Value::as_str)
+}
+
+fn seq_at<'a>(value: &'a Value, key: &str) -> Option<&'a Vec<Value>> {
+    get(value, key).and_then(Value::as_sequence)
+}
+
+fn required_str(value: &Value, key: &str) -> Result<String> {
+    str_at(value, key).map(str::to_owned).with_context(|| format!("{key} is missing or not a literal string"))
+}
+
+/// YAML booleans, plus the strings CloudFormation also accepts.
+fn as_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"
+Globals:
+  Function:
+    Timeout: 10
+    Environment:
+      Variables:
+        TABLE_NAME: !Ref Table
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: !Sub "${AWS::StackName}-t"
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - { AttributeName: PK, AttributeType: S }
+        - { AttributeName: GSI1PK, AttributeType: S }
+      KeySchema:
+        - { AttributeName: PK, KeyType: HASH }
+      GlobalSecondaryIndexes:
+        - IndexName: by-x
+          KeySchema:
+            - { AttributeName: GSI1PK, KeyType: HASH }
+          Projection:
+            ProjectionType: INCLUDE
+            NonKeyAttributes: [a, b]
+      TimeToLiveSpecification:
+        AttributeName: ttl
+        Enabled: true
+  Api:
+    Type: AWS::Serverless::HttpApi
+  One:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: one
+    Properties:
+      Timeout: 3
+      Policies:
+        - Statement:
+            Resource: !GetAtt Table.Arn
+      Events:
+        A:
+          Type: HttpApi
+          Properties: { ApiId: !Ref Api, Path: "/v1/things/{id}", Method: get }
+        Sched:
+          Type: Schedule
+          Properties: { Schedule: rate(1 hour) }
+  Two:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: two
+"#;
+
+    #[test]
+    fn extracts_functions_routes_and_table() {
+        let t = Template::parse(TEMPLATE).expect("parses");
+        assert_eq!(t.functions.len(), 2);
+        let one = t.function("one").expect("one");
+        assert_eq!(one.logical_id, "One");
+        assert_eq!(one.timeout, Duration::from_secs(3));
+        assert_eq!(one.routes, vec![RouteSpec { method: "GET".into(), path: "/v1/things/{id}".into() }]);
+        assert_eq!(one.routes[0].route_key(), "GET /v1/things/{id}");
+        let two = t.function("two").expect("two");
+        assert!(two.routes.is_empty());
+        assert_eq!(two.timeout, Duration::from_secs(10));
+
+        let table = t.table.expect("table");
+        assert_eq!(table.key_schema, vec![KeyElement { name: "PK".into(), key_type: "HASH".into() }]);
+        assert_eq!(table.attribute_definitions.len(), 2);
+        let gsi = &table.global_secondary_indexes[0];
+        assert_eq!(gsi.name, "by-x");
+        assert_eq!(gsi.projection_type, "INCLUDE");
+        assert_eq!(gsi.non_key_attributes, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(table.time_to_live, Some(TimeToLive { attribute_name: "ttl".into(), enabled: true }));
+    }
+
+    #[test]
+    fn missing_binary_is_an_error_naming_the_function() {
+        let err = Template::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n").expect_err("must fail");
+        assert!(format!("{err:#}").contains("function F"), "{err:#}");
+    }
+
+    #[test]
+    fn default_timeout_is_30_seconds() {
+        let t = Template::parse(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildProperties:\n        Binary: f\n",
+        )
+        .expect("parses");
+        assert_eq!(t.functions[0].timeout, Duration::from_secs(30));
+        assert!(t.table.is_none());
+    }
+}

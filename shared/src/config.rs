@@ -1,0 +1,164 @@
+//! Typed configuration, read once at cold start. A missing or malformed variable stops the
+//! function at init with a message that names it, instead of failing on the first request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::domain::{Email, TenantId};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub sender_email: Email,
+    pub links: LinkBase,
+    pub jwt_secret_arn: String,
+    pub invite_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub verify_ttl: Duration,
+    pub session_ttl: Duration,
+    /// Invitation mails one tenant may trigger per hour (protects inboxes and SES quota).
+    pub invite_mail_per_hour: u32,
+}
+
+/// Where links in mail point: each tenant's own host, or one fixed base locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkBase {
+    PerTenant { domain: String },
+    Fixed(String),
+}
+
+impl LinkBase {
+    pub fn for_tenant(&self, tenant: &TenantId) -> String {
+        match self {
+            Self::PerTenant { domain } => format!("https://{tenant}.{domain}"),
+            Self::Fixed(base) => base.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Where variables come from: the process environment in functions, a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Env for HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).map(|v| (*v).to_owned())
+    }
+}
+
+fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
+    env.get(name).ok_or(ConfigError::Missing(name))
+}
+
+fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match env.get(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(raw) => match raw.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+            _ => Err(ConfigError::Invalid { name, reason: format!("expected a positive number of seconds, got {raw:?}") }),
+        },
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&ProcessEnv)
+    }
+
+    pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
+        let sender_raw = required(env, "SENDER_EMAIL")?;
+        let sender_email = Email::parse(&sender_raw)
+            .map_err(|e| ConfigError::Invalid { name: "SENDER_EMAIL", reason: e.to_string() })?;
+        let links = match (env.get("PUBLIC_BASE_URL"), env.get("PUBLIC_DOMAIN")) {
+            (Some(base), _) => {
+                if !(base.starts_with("http://") || base.starts_with("https://")) {
+                    return Err(ConfigError::Invalid { name: "PUBLIC_BASE_URL", reason: "must start with http:// or https://".into() });
+                }
+                LinkBase::Fixed(base)
+            }
+            (None, Some(domain)) => LinkBase::PerTenant { domain: domain.trim_matches('.').to_owned() },
+            (None, None) => return Err(ConfigError::Missing("PUBLIC_DOMAIN")),
+        };
+        let invite_mail_per_hour = match env.get("INVITE_MAIL_PER_HOUR") {
+            None => 1000,
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "INVITE_MAIL_PER_HOUR",
+                reason: format!("expected a number, got {raw:?}"),
+            })?,
+        };
+        Ok(Self {
+            table_name: required(env, "TABLE_NAME")?,
+            sender_email,
+            links,
+            jwt_secret_arn: required(env, "JWT_SECRET_ARN")?,
+            invite_ttl: seconds(env, "INVITE_TTL_SECONDS", 7 * 24 * 3600)?,
+            reset_ttl: seconds(env, "RESET_TTL_SECONDS", 3600)?,
+            verify_ttl: seconds(env, "VERIFY_TTL_SECONDS", 24 * 3600)?,
+            session_ttl: seconds(env, "SESSION_TTL_SECONDS", 3600)?,
+            invite_mail_per_hour,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("SENDER_EMAIL", "no-reply@example.com"),
+            ("PUBLIC_DOMAIN", "example.com"),
+            ("JWT_SECRET_ARN", "arn:secret"),
+        ])
+    }
+
+    #[test]
+    fn defaults_apply_when_only_required_variables_are_set() {
+        let config = Config::from(&base()).unwrap();
+        assert_eq!(config.invite_ttl, Duration::from_secs(604_800));
+        assert_eq!(config.reset_ttl, Duration::from_secs(3600));
+        assert_eq!(config.links.for_tenant(&TenantId::parse("acme").unwrap()), "https://acme.example.com");
+    }
+
+    #[test]
+    fn each_missing_variable_is_named() {
+        for name in ["TABLE_NAME", "SENDER_EMAIL", "JWT_SECRET_ARN", "PUBLIC_DOMAIN"] {
+            let mut env = base();
+            env.remove(name);
+            assert_eq!(Config::from(&env).unwrap_err(), ConfigError::Missing(name));
+        }
+    }
+
+    #[test]
+    fn malformed_ttl_is_refused_with_its_name() {
+        let mut env = base();
+        env.insert("INVITE_TTL_SECONDS", "soon");
+        assert!(matches!(Config::from(&env), Err(ConfigError::Invalid { name: "INVITE_TTL_SECONDS", .. })));
+    }
+
+    #[test]
+    fn public_base_url_overrides_per_tenant_hosts() {
+        let mut env = base();
+        env.insert("PUBLIC_BASE_URL", "http://127.0.0.1:9000/");
+        let config = Config::from(&env).unwrap();
+        assert_eq!(config.links.for_tenant(&TenantId::admin()), "http://127.0.0.1:9000");
+    }
+}

@@ -1,0 +1,361 @@
+//! Domain types, parsed once at the edge ("parse, don't validate").
+//!
+//! Every value that reaches the store went through one of these constructors, so an
+//! unnormalised email, an unknown role or a malformed tenant id cannot be written.
+
+use std::fmt;
+
+use rand::RngCore;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest address SMTP can carry (RFC 5321 path limit minus the brackets).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// A normalised email address: trimmed, lower-cased, syntactically valid, with a dotted domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Email(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmailError {
+    #[error("The email address is empty.")]
+    Empty,
+    #[error("The email address is longer than {MAX_EMAIL_LEN} characters.")]
+    TooLong,
+    #[error("The email address contains a line break or another control character.")]
+    ControlCharacter,
+    #[error("'{0}' is not a valid email address.")]
+    Invalid(String),
+}
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if trimmed.chars().count() > MAX_EMAIL_LEN {
+            return Err(EmailError::TooLong);
+        }
+        // Header injection guard: a CR or LF must never reach a mail header.
+        if trimmed.chars().any(char::is_control) {
+            return Err(EmailError::ControlCharacter);
+        }
+        let lowered = trimmed.to_lowercase();
+        let options = email_address::Options::default()
+            .with_required_tld()
+            .without_domain_literal()
+            .without_display_text();
+        email_address::EmailAddress::parse_with_options(&lowered, options)
+            .map_err(|_| EmailError::Invalid(truncate_for_message(trimmed)))?;
+        Ok(Self(lowered))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A form safe for info-level logs: the domain and the first character of the local part.
+    pub fn redacted(&self) -> String {
+        match self.0.split_once('@') {
+            Some((local, domain)) => {
+                format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
+            }
+            None => "***".to_owned(),
+        }
+    }
+}
+
+fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant id, which is also its subdomain: a DNS label of 3 to 40 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantIdError {
+    #[error(
+        "A subdomain is 3 to 40 characters of lower-case letters, digits and hyphens, and starts and ends with a letter or digit."
+    )]
+    Malformed,
+    #[error("'{0}' is reserved; choose another subdomain.")]
+    Reserved(String),
+}
+
+impl TenantId {
+    /// The operator's own tenant.
+    pub const ADMIN: &'static str = "admin";
+    /// Host names that must never become a customer tenant.
+    const RESERVED: &'static [&'static str] = &[
+        "admin", "api", "www", "mail", "smtp", "auth", "login", "static", "assets", "status",
+        "support", "help", "docs",
+    ];
+
+    /// Parses an id that names an existing tenant (the reserved `admin` included).
+    pub fn parse(raw: &str) -> Result<Self, TenantIdError> {
+        let ok_len = (3..=40).contains(&raw.len()) || raw == Self::ADMIN;
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_ends = !raw.starts_with('-') && !raw.ends_with('-');
+        if ok_len && ok_chars && ok_ends && !raw.is_empty() {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(TenantIdError::Malformed)
+        }
+    }
+
+    /// Parses a subdomain for a new customer tenant: reserved names are refused.
+    pub fn parse_new(raw: &str) -> Result<Self, TenantIdError> {
+        let id = Self::parse(raw)?;
+        if Self::RESERVED.contains(&id.as_str()) {
+            return Err(TenantIdError::Reserved(id.0));
+        }
+        Ok(id)
+    }
+
+    pub fn admin() -> Self {
+        Self(Self::ADMIN.to_owned())
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0 == Self::ADMIN
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A role. `team_admin` exists only in tenant `admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    TeamAdmin,
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    #[error("'{0}' is not a role; use one of: team_admin, admin, member.")]
+    Unknown(String),
+    #[error("The role team_admin exists only in tenant admin; use admin or member.")]
+    NotInTenant,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Self, RoleError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "team_admin" => Ok(Self::TeamAdmin),
+            "admin" => Ok(Self::Admin),
+            "member" => Ok(Self::Member),
+            _ => Err(RoleError::Unknown(truncate_for_message(raw))),
+        }
+    }
+
+    /// Parses a role and checks that it exists in `tenant`.
+    pub fn parse_for(raw: &str, tenant: &TenantId) -> Result<Self, RoleError> {
+        let role = Self::parse(raw)?;
+        if role == Self::TeamAdmin && !tenant.is_admin() {
+            return Err(RoleError::NotInTenant);
+        }
+        Ok(role)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TeamAdmin => "team_admin",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    /// Whether this role may manage users at all (the tenant scope is checked separately).
+    pub fn is_manager(self) -> bool {
+        matches!(self, Self::TeamAdmin | Self::Admin)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a user is in the invitation lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UserStatus {
+    Invited,
+    Active,
+    Expired,
+}
+
+impl UserStatus {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "invited" => Some(Self::Invited),
+            "active" => Some(Self::Active),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invited => "invited",
+            Self::Active => "active",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// An opaque user id: 128 random bits, URL-safe base64 (never contains `.`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(crate::encoding::b64url(&bytes))
+    }
+
+    /// Accepts only the shape `generate` produces, so hostile path parameters never reach a key.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == 22
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Serde support: values are written as their string form and re-parsed when read, so an
+/// item that was tampered with in the table is refused instead of trusted.
+macro_rules! string_serde {
+    ($ty:ty, $parse:expr) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                let parse: fn(&str) -> Option<$ty> = $parse;
+                parse(&raw).ok_or_else(|| {
+                    serde::de::Error::custom(format!("invalid {}: {raw:?}", stringify!($ty)))
+                })
+            }
+        }
+    };
+}
+
+string_serde!(Email, |s| Email::parse(s).ok());
+string_serde!(TenantId, |s| TenantId::parse(s).ok());
+string_serde!(Role, |s| Role::parse(s).ok());
+string_serde!(UserStatus, UserStatus::parse);
+string_serde!(UserId, UserId::parse);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lower_cased() {
+        let email = Email::parse("  Ada.Lovelace@Example.COM ").unwrap();
+        assert_eq!(email.as_str(), "ada.lovelace@example.com");
+    }
+
+    #[test]
+    fn hostile_or_malformed_emails_are_refused() {
+        let long_local = format!("{}@example.com", "a".repeat(10_000));
+        let cases: &[(&str, EmailError)] = &[
+            ("", EmailError::Empty),
+            ("   ", EmailError::Empty),
+            (&long_local, EmailError::TooLong),
+            ("ada@example.com\r\nBcc: x@evil.test", EmailError::ControlCharacter),
+            ("ada@exa\nmple.com", EmailError::ControlCharacter),
+            ("no-at-sign", EmailError::Invalid("no-at-sign".into())),
+            ("ada@localhost", EmailError::Invalid("ada@localhost".into())),
+            ("Ada <ada@example.com>", EmailError::Invalid("Ada <ada@example.com>".into())),
+            ("ada@[127.0.0.1]", EmailError::Invalid("ada@[127.0.0.1]".into())),
+            ("<script>@x.com", EmailError::Invalid("<script>@x.com".into())),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(Email::parse(raw).as_ref(), Err(expected), "input {raw:?}");
+        }
+    }
+
+    #[test]
+    fn redacted_email_keeps_only_first_letter_and_domain() {
+        let email = Email::parse("grace@navy.mil").unwrap();
+        assert_eq!(email.redacted(), "g***@navy.mil");
+    }
+
+    #[test]
+    fn tenant_ids_are_dns_labels() {
+        for ok in ["acme", "acme-corp", "a1b", "admin"] {
+            assert!(TenantId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "ab", "-acme", "acme-", "Acme", "ac_me", "a.b.c", "x".repeat(41).as_str()] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_tenants_cannot_take_reserved_subdomains() {
+        assert_eq!(
+            TenantId::parse_new("admin"),
+            Err(TenantIdError::Reserved("admin".into()))
+        );
+        assert!(TenantId::parse_new("www").is_err());
+        assert!(TenantId::parse_new("acme").is_ok());
+    }
+
+    #[test]
+    fn team_admin_exists_only_in_the_admin_tenant() {
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(Role::parse_for("team_admin", &acme), Err(RoleError::NotInTenant));
+        assert_eq!(Role::parse_for("team_admin", &TenantId::admin()), Ok(Role::TeamAdmin));
+        assert_eq!(Role::parse_for("Admin", &acme), Ok(Role::Admin));
+        assert!(matches!(Role::parse("owner"), Err(RoleError::Unknown(_))));
+    }
+
+    #[test]
+    fn user_ids_round_trip_and_reject_other_shapes() {
+        let id = UserId::generate();
+        assert_eq!(UserId::parse(id.as_str()), Some(id));
+        assert_eq!(UserId::parse("../../etc/passwd"), None);
+        assert_eq!(UserId::parse("a.b"), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! HTTP plumbing shared by every API function: strict JSON bodies, path and query
+//! parameters, responses, and the one place where a [`Problem`] becomes a response.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{Code, Problem};
+
+/// JSON bodies larger than this are refused before parsing (CSV uploads go through S3).
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+pub type HttpResult = Result<Response<Body>, Problem>;
+
+/// Parses a JSON body strictly: content type, size, syntax, then shape (unknown fields
+/// are refused by the request types themselves with `deny_unknown_fields`).
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(
+            Code::UnsupportedMediaType,
+            "Send the body as JSON with 'Content-Type: application/json'.",
+        ));
+    }
+    let bytes = body_bytes(req);
+    if bytes.len() > MAX_JSON_BODY {
+        return Err(Problem::new(
+            Code::PayloadTooLarge,
+            format!("The body is larger than {MAX_JSON_BODY} bytes."),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::new(Code::MalformedJson, "The request body is empty; send a JSON object."));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = T::deserialize(&mut de).map_err(json_problem)?;
+    de.end().map_err(json_problem)?;
+    Ok(value)
+}
+
+fn json_problem(err: serde_json::Error) -> Problem {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => Problem::new(
+            Code::ValidationFailed,
+            format!("The body does not have the expected shape: {}.", strip_position(&err)),
+        ),
+        Category::Syntax | Category::Eof | Category::Io => Problem::new(
+            Code::MalformedJson,
+            format!("The body is not valid JSON: {err}."),
+        ),
+    }
+}
+
+/// serde's message ends with " at line X column Y", which is noise for a data error.
+fn strip_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+pub fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters().first(name).map(str::to_owned)
+}
+
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters().first(name).map(str::to_owned)
+}
+
+/// The caller's address as API Gateway saw it (never a client-supplied header).
+pub fn source_ip(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    }
+}
+
+pub fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    match serde_json::to_string(body) {
+        Ok(text) => with_body(status, "application/json", Body::Text(text)),
+        Err(err) => {
+            tracing::error!(error = %err, "response serialisation failed");
+            problem(&Problem::internal())
+        }
+    }
+}
+
+pub fn empty(status: u16) -> Response<Body> {
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
+    resp
+}
+
+pub fn problem(problem: &Problem) -> Response<Body> {
+    let mut resp = with_body(problem.status(), "application/problem+json", Body::Text(problem.to_json()));
+    if let Some(secs) = problem.retry_after
+        && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    resp
+}
+
+fn with_body(status: u16, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// Turns an operation's outcome into the response; problems are logged at the right level.
+pub fn respond(result: HttpResult) -> Response<Body> {
+    match result {
+        Ok(resp) => resp,
+        Err(p) => {
+            if p.status() >= 500 {
+                tracing::warn!(code = p.code.as_str(), "request failed");
+            } else {
+                tracing::info!(code = p.code.as_str(), status = p.status(), "request refused");
+            }
+            problem(&p)
+        }
+    }
+}
+
+/// Refuses any route that is reached with a method it does not serve (defence in depth:
+/// API Gateway already routes by method).
+pub fn method_not_allowed() -> Problem {
+    Problem::new(Code::NotFound, "No such route.")
+}
+
+/// `?limit=` for listings: 1 to 100, default 50.
+pub fn page_limit(req: &Request) -> Result<i32, Problem> {
+    match query_param(req, "limit") {
+        None => Ok(50),
+        Some(raw) => match raw.parse::<i32>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(Problem::new(Code::ValidationFailed, "limit must be a whole number from 1 to 100.")),
+        },
+    }
+}

@@ -1,0 +1,22 @@
+//! Latchkey's common crate: the rules of invitation and account recovery, written once.
+//!
+//! Functions are thin: they call [`telemetry::init`], build an [`app::App`] once, and hand one
+//! of the [`ops`] handlers to the Lambda runtime. Everything that decides anything is here.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod encoding;
+pub mod http;
+pub mod mail;
+pub mod ops;
+pub mod password;
+pub mod problem;
+pub mod secrets;
+pub mod session;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+
+pub use lambda_http;

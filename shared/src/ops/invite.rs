@@ -1,0 +1,258 @@
+//! `POST /v1/tenants/{tenant}/invitations`: invite people by email, one result per row.
+//!
+//! Rows are checked first (email, role, permission, duplicates), then the valid ones are
+//! written, each as one transaction that claims the address, and mailed. A row's failure
+//! never affects another row; a mail that SES refuses leaves a stored invitation with
+//! `email_sent: false` and the reason, so an admin can resend or hand over a link.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::auth::{self, Caller};
+use crate::domain::{Email, Role, TenantId, UserId, UserStatus};
+use crate::http::{self, HttpResult};
+use crate::mail::{self, Mailer};
+use crate::problem::{Code, Problem};
+use crate::store::items::{now, timestamp};
+use crate::store::{CreateUserError, Delivery, Tenant, User};
+use crate::token::{LinkToken, Purpose};
+
+/// More than this in one request goes through the CSV import instead.
+pub const MAX_INVITATIONS: usize = 500;
+/// Rows written and mailed at once; DynamoDB and SES both take parallel requests well.
+const CONCURRENCY: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    invitations: Vec<Row>,
+    #[serde(default = "default_true")]
+    send_email: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    email: String,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// Why one row was not invited. Its code is the same in the invite route and the CSV import.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RowError {
+    #[error("{0}")]
+    InvalidEmail(#[from] crate::domain::EmailError),
+    #[error("{0}")]
+    InvalidRole(#[from] crate::domain::RoleError),
+    #[error("Only a team_admin can invite a team_admin.")]
+    ForbiddenRole,
+    #[error("This address appears earlier in the same request; it is invited once.")]
+    DuplicateInRequest,
+    #[error("An account with this email already exists. Ask the person to sign in with it; one account per email address.")]
+    AlreadyExists,
+    #[error("The invitation could not be stored right now; retry this address.")]
+    Unavailable,
+}
+
+impl RowError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidEmail(_) => Code::InvalidEmail.as_str(),
+            Self::InvalidRole(_) => Code::InvalidRole.as_str(),
+            Self::ForbiddenRole => Code::ForbiddenRole.as_str(),
+            Self::DuplicateInRequest => "duplicate_in_request",
+            Self::AlreadyExists => Code::AlreadyExists.as_str(),
+            Self::Unavailable => Code::Unavailable.as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RowResult {
+    Invited {
+        email: String,
+        user_id: String,
+        role: &'static str,
+        expires_at: String,
+        email_sent: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email_error: Option<ErrorBody>,
+    },
+    Rejected {
+        email: String,
+        error: ErrorBody,
+    },
+}
+
+impl RowResult {
+    fn rejected(email: String, err: &RowError) -> Self {
+        Self::Rejected { email, error: ErrorBody { code: err.code(), detail: err.to_string() } }
+    }
+}
+
+#[derive(Serialize)]
+struct InviteResponse {
+    results: Vec<RowResult>,
+}
+
+/// A row that passed every check that needs no I/O.
+pub struct Candidate {
+    pub email: Email,
+    pub role: Role,
+}
+
+/// Checks one row against the rules; `seen` collects addresses to catch duplicates.
+pub fn check_row(raw_email: &str, raw_role: Option<&str>, tenant: &TenantId, caller: &Caller, seen: &mut HashSet<Email>) -> Result<Candidate, RowError> {
+    let email = Email::parse(raw_email)?;
+    let role = Role::parse_for(raw_role.unwrap_or("member"), tenant)?;
+    if !caller.may_assign(role) {
+        return Err(RowError::ForbiddenRole);
+    }
+    if !seen.insert(email.clone()) {
+        return Err(RowError::DuplicateInRequest);
+    }
+    Ok(Candidate { email, role })
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    http::respond(invite(app, &req).await)
+}
+
+async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
+    let tenant = http::path_param(req, "tenant")
+        .and_then(|t| TenantId::parse(&t).ok())
+        .ok_or_else(|| Problem::not_found("tenant"))?;
+    caller.require_manager_of(&tenant, "tenant")?;
+    let body: InviteRequest = http::json_body(req)?;
+    if body.invitations.is_empty() {
+        return Err(Problem::new(Code::ValidationFailed, "invitations is empty; send at least one {email, role}."));
+    }
+    if body.invitations.len() > MAX_INVITATIONS {
+        return Err(Problem::new(
+            Code::TooManyInvitations,
+            format!("At most {MAX_INVITATIONS} invitations per request ({} sent); split them or use the CSV import.", body.invitations.len()),
+        ));
+    }
+    let tenant = app.store.get_tenant(&tenant).await?.ok_or_else(|| Problem::not_found("tenant"))?;
+
+    let mut seen = HashSet::new();
+    let checked: Vec<(String, Result<Candidate, RowError>)> = body
+        .invitations
+        .iter()
+        .map(|row| (row.email.clone(), check_row(&row.email, row.role.as_deref(), &tenant.id, &caller, &mut seen)))
+        .collect();
+
+    let mails = if body.send_email { checked.iter().filter(|(_, c)| c.is_ok()).count() as u32 } else { 0 };
+    let budget_key = format!("invite-mail#{}", tenant.id);
+    if let Err(retry_after) = app.store.rate_limit(&budget_key, app.config.invite_mail_per_hour, Duration::from_secs(3600), mails, now()).await? {
+        return Err(Problem::new(
+            Code::RateLimited,
+            format!("This tenant may send {} invitation emails per hour; try again later or invite without email.", app.config.invite_mail_per_hour),
+        )
+        .retry_after(retry_after));
+    }
+
+    let results: Vec<RowResult> = futures::stream::iter(checked)
+        .map(|(raw, checked)| {
+            let tenant = &tenant;
+            let caller = &caller;
+            async move {
+                match checked {
+                    Err(err) => RowResult::rejected(clip(&raw), &err),
+                    Ok(candidate) => invite_one(app, caller, tenant, candidate, body.send_email).await,
+                }
+            }
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(http::json(200, &InviteResponse { results }))
+}
+
+/// Echoed emails are bounded so that a 10 KB "address" is not sent back in full.
+fn clip(raw: &str) -> String {
+    raw.chars().take(crate::domain::MAX_EMAIL_LEN).collect()
+}
+
+/// Creates one invited user and, if asked, mails the link. Used by the CSV import too.
+pub async fn invite_one<M: Mailer>(app: &App<M>, caller: &Caller, tenant: &Tenant, candidate: Candidate, send_email: bool) -> RowResult {
+    let now = now();
+    let id = UserId::generate();
+    let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
+    let token = send_email.then(|| LinkToken::generate(&id));
+    let user = User {
+        id: id.clone(),
+        tenant: tenant.id.clone(),
+        email: candidate.email.clone(),
+        role: candidate.role,
+        status: UserStatus::Invited,
+        email_verified: false,
+        created_at: now,
+        updated_at: now,
+        session_version: 0,
+        password_hash: None,
+        invite_expires_at: Some(expires_at),
+        last_invite_sent_at: send_email.then_some(now),
+        invite_token_hash: token.as_ref().map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
+        spent_invite_token_hash: None,
+        last_delivery: None,
+        invited_by: Some(caller.id().clone()),
+    };
+    let email = candidate.email.to_string();
+    match app.store.create_user(&user).await {
+        Ok(()) => {}
+        Err(CreateUserError::EmailTaken) => return RowResult::rejected(email, &RowError::AlreadyExists),
+        Err(CreateUserError::Store(err)) => {
+            tracing::warn!(error = %err, "invitation not stored");
+            return RowResult::rejected(email, &RowError::Unavailable);
+        }
+    }
+    tracing::info!(tenant = %tenant.id, user_id = %id, actor = %caller.id(), role = %candidate.role, to = %candidate.email.redacted(), "invitation created");
+
+    let mut email_sent = false;
+    let mut email_error = None;
+    if let Some(token) = token {
+        let link = format!("{}/accept-invite#token={}", app.config.links.for_tenant(&tenant.id), token.expose());
+        let sent = match mail::render_invitation(&mail::Invitation {
+            to: &candidate.email,
+            tenant_name: &tenant.name,
+            inviter: caller.user.email.as_str(),
+            role: candidate.role,
+            link: &link,
+            expires_at,
+        }) {
+            Ok(message) => app.mailer.send(&message).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => email_sent = true,
+            Err(err) => {
+                tracing::warn!(user_id = %id, code = err.code(), error = %err, "invitation mail not sent");
+                let delivery = Delivery { status: "send_failed".into(), at: now, reason: Some(err.to_string()) };
+                if let Err(e) = app.store.record_delivery(&id, &delivery, true).await {
+                    tracing::warn!(user_id = %id, error = %e, "could not record the failed send");
+                }
+                email_error = Some(ErrorBody { code: err.code(), detail: format!("{err}. The invitation is saved; resend it or hand over an access link.") });
+            }
+        }
+    }
+    RowResult::Invited { email, user_id: id.to_string(), role: candidate.role.as_str(), expires_at: timestamp(expires_at), email_sent, email_error }
+}

@@ -1,0 +1,73 @@
+//! `POST /v1/sessions`: sign in to one tenant with email and password.
+
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::domain::{Email, TenantId, UserStatus};
+use crate::http::{self, HttpResult};
+use crate::mail::Mailer;
+use crate::problem::{Code, Problem};
+use crate::store::items::timestamp;
+use crate::{password, session};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    tenant: String,
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct SignedIn {
+    token: String,
+    expires_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("The email, password or tenant is not correct.")]
+    InvalidCredentials,
+}
+
+impl From<SignInError> for Problem {
+    fn from(err: SignInError) -> Self {
+        match err {
+            SignInError::InvalidCredentials => Problem::new(Code::InvalidCredentials, err.to_string()),
+        }
+    }
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    http::respond(sign_in(app, &req).await)
+}
+
+async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let body: SignIn = http::json_body(req)?;
+    // Every path below costs one argon2 verification, whether or not the account exists,
+    // so neither the answer nor its timing tells an attacker which addresses have accounts.
+    let tenant = TenantId::parse(&body.tenant).ok();
+    let email = Email::parse(&body.email).ok();
+    let user = match &email {
+        Some(email) if body.password.len() <= password::MAX_LEN * 4 => app.store.find_user_by_email(email).await?,
+        _ => None,
+    };
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    let candidate = body.password.clone();
+    let stored = stored_hash.map(str::to_owned);
+    let verified = tokio::task::spawn_blocking(move || password::verify(&candidate, stored.as_deref()))
+        .await
+        .map_err(|_| Problem::internal())?;
+    let user = match user {
+        Some(u) if verified && u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref() => u,
+        _ => return Err(SignInError::InvalidCredentials.into()),
+    };
+    let (token, expires) = session::issue(&app.keys, user.id.as_str(), user.tenant.as_str(), user.session_version, chrono::Utc::now(), app.config.session_ttl)
+        .map_err(|e| {
+            tracing::error!(error = %e, "session issue failed");
+            Problem::internal()
+        })?;
+    tracing::info!(tenant = %user.tenant, user_id = %user.id, "signed in");
+    Ok(http::json(200, &SignedIn { token, expires_at: timestamp(expires) }))
+}

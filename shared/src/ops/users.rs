@@ -1,0 +1,120 @@
+//! `GET /v1/tenants/{tenant}/users` and `GET /v1/users/{id}`: what admins see of their users.
+
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth::{self, Caller};
+use crate::domain::{TenantId, UserId, UserStatus};
+use crate::http::{self, HttpResult};
+use crate::mail::Mailer;
+use crate::problem::{Code, Problem};
+use crate::store::items::{now, timestamp};
+use crate::store::{Delivery, User};
+
+#[derive(Serialize)]
+pub struct DeliveryView {
+    status: String,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        Self { status: d.status.clone(), at: timestamp(d.at), reason: d.reason.clone() }
+    }
+}
+
+/// The public shape of a user. Hashes and token slots never leave the store.
+#[derive(Serialize)]
+pub struct UserView {
+    id: String,
+    tenant: String,
+    email: String,
+    role: &'static str,
+    status: &'static str,
+    email_verified: bool,
+    created_at: String,
+    invite_expires_at: Option<String>,
+    last_invite_sent_at: Option<String>,
+    last_delivery: Option<DeliveryView>,
+}
+
+/// An invitation past its expiry reads as `expired` at once, even before the sweep marks it.
+pub fn effective_status(user: &User, now: chrono::DateTime<chrono::Utc>) -> UserStatus {
+    match (user.status, user.invite_expires_at) {
+        (UserStatus::Invited, Some(at)) if at <= now => UserStatus::Expired,
+        (status, _) => status,
+    }
+}
+
+impl UserView {
+    pub fn new(user: &User) -> Self {
+        Self {
+            id: user.id.to_string(),
+            tenant: user.tenant.to_string(),
+            email: user.email.to_string(),
+            role: user.role.as_str(),
+            status: effective_status(user, now()).as_str(),
+            email_verified: user.email_verified,
+            created_at: timestamp(user.created_at),
+            invite_expires_at: user.invite_expires_at.map(timestamp),
+            last_invite_sent_at: user.last_invite_sent_at.map(timestamp),
+            last_delivery: user.last_delivery.as_ref().map(DeliveryView::from),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UserList {
+    users: Vec<UserView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    http::respond(route(app, &req).await)
+}
+
+async fn route<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
+    if let Some(id) = http::path_param(req, "id") {
+        get_one(app, &caller, &id).await
+    } else if let Some(tenant) = http::path_param(req, "tenant") {
+        list(app, &caller, &tenant, req).await
+    } else {
+        Err(http::method_not_allowed())
+    }
+}
+
+/// Loads a user the caller may manage, or the 404/403 the rules call for.
+pub async fn load_managed<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> Result<User, Problem> {
+    let id = UserId::parse(raw_id).ok_or_else(|| Problem::not_found("user"))?;
+    let user = app.store.get_user(&id).await?.ok_or_else(|| Problem::not_found("user"))?;
+    caller.require_manager_of(&user.tenant, "user")?;
+    Ok(user)
+}
+
+async fn get_one<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpResult {
+    let user = load_managed(app, caller, raw_id).await?;
+    Ok(http::json(200, &UserView::new(&user)))
+}
+
+async fn list<M: Mailer>(app: &App<M>, caller: &Caller, raw_tenant: &str, req: &Request) -> HttpResult {
+    let tenant = TenantId::parse(raw_tenant).map_err(|_| Problem::not_found("tenant"))?;
+    caller.require_manager_of(&tenant, "tenant")?;
+    let status = match http::query_param(req, "status") {
+        None => None,
+        Some(raw) => Some(UserStatus::parse(&raw).ok_or_else(|| {
+            Problem::new(Code::ValidationFailed, "status must be one of: invited, active, expired.")
+        })?),
+    };
+    let limit = http::page_limit(req)?;
+    if app.store.get_tenant(&tenant).await?.is_none() {
+        return Err(Problem::not_found("tenant"));
+    }
+    let cursor = http::query_param(req, "cursor");
+    let page = app.store.list_users(&tenant, status, cursor.as_deref(), limit).await?;
+    let users = page.items.iter().map(UserView::new).collect();
+    Ok(http::json(200, &UserList { users, next_cursor: page.next_cursor }))
+}

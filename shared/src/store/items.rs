@@ -1,0 +1,269 @@
+//! Item shapes and key builders: the only place that knows how the table is laid out.
+//!
+//! | item            | PK                | SK              | GSI1 (tenant-users)        | GSI2 (pending-by-expiry)        |
+//! |-----------------|-------------------|-----------------|----------------------------|---------------------------------|
+//! | user            | `USER#<id>`       | `PROFILE`       | `TENANT#<t>` / `<email>#<id>` | `PENDING` / `<expires>#<id>` while invited |
+//! | email claim     | `EMAIL#<email>`   | `EMAIL`         |                            |                                 |
+//! | tenant          | `TENANTS`         | `TENANT#<t>`    |                            |                                 |
+//! | rate window     | `RATE#<key>`      | `<window start>`|                            | (`ttl` removes it)              |
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Email, Role, TenantId, UserId, UserStatus};
+use crate::encoding::{b64url, b64url_decode};
+
+pub const TENANT_USERS_INDEX: &str = "tenant-users";
+pub const PENDING_INDEX: &str = "pending-by-expiry";
+
+pub mod keys {
+    use super::*;
+
+    pub fn user(id: &UserId) -> (String, String) {
+        (format!("USER#{id}"), "PROFILE".to_owned())
+    }
+
+    pub fn email(email: &Email) -> (String, String) {
+        (format!("EMAIL#{email}"), "EMAIL".to_owned())
+    }
+
+    pub fn tenant(id: &TenantId) -> (String, String) {
+        ("TENANTS".to_owned(), format!("TENANT#{id}"))
+    }
+
+    pub fn tenant_users(tenant: &TenantId) -> String {
+        format!("TENANT#{tenant}")
+    }
+
+    pub fn rate(key: &str, window_start: i64) -> (String, String) {
+        (format!("RATE#{key}"), window_start.to_string())
+    }
+}
+
+/// RFC 3339, UTC, whole seconds: sorts lexically in the same order as in time.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Times are kept in whole seconds so that every stored and returned time has one shape.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+}
+
+pub fn encode_cursor(sort_key: &str) -> String {
+    b64url(sort_key.as_bytes())
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<String> {
+    b64url_decode(cursor).and_then(|b| String::from_utf8(b).ok())
+}
+
+mod rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&timestamp(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let raw = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_some(&timestamp(*t)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            let raw = Option::<String>::deserialize(d)?;
+            raw.map(|r| DateTime::parse_from_rfc3339(&r).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)).transpose()
+        }
+    }
+}
+
+/// The outcome of the last mail sent to a user, as the admin list shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Delivery {
+    pub status: String,
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub tenant: TenantId,
+    pub email: Email,
+    pub role: Role,
+    pub status: UserStatus,
+    pub email_verified: bool,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub session_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339::option")]
+    pub invite_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339::option")]
+    pub last_invite_sent_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_invite_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<Delivery>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<UserId>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UserItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    gsi1sk: String,
+    #[serde(rename = "GSI2PK", default, skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(rename = "GSI2SK", default, skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+    #[serde(flatten)]
+    pub(crate) user: User,
+}
+
+impl UserItem {
+    pub(crate) fn new(user: User) -> Self {
+        let (pk, sk) = keys::user(&user.id);
+        // Only invitations still waiting for an answer are in the sparse expiry index.
+        let pending = match (user.status, user.invite_expires_at) {
+            (UserStatus::Invited, Some(at)) => Some(format!("{}#{}", timestamp(at), user.id)),
+            _ => None,
+        };
+        Self {
+            pk,
+            sk,
+            gsi1pk: keys::tenant_users(&user.tenant),
+            gsi1sk: format!("{}#{}", user.email, user.id),
+            gsi2pk: pending.as_ref().map(|_| "PENDING".to_owned()),
+            gsi2sk: pending,
+            user,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EmailItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    pub(crate) user_id: UserId,
+    tenant: TenantId,
+}
+
+impl EmailItem {
+    pub(crate) fn new(email: &Email, user: &UserId, tenant: &TenantId) -> Self {
+        let (pk, sk) = keys::email(email);
+        Self { pk, sk, user_id: user.clone(), tenant: tenant.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<UserId>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TenantItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(flatten)]
+    pub(crate) tenant: Tenant,
+}
+
+impl TenantItem {
+    pub(crate) fn new(tenant: Tenant) -> Self {
+        let (pk, sk) = keys::tenant(&tenant.id);
+        Self { pk, sk, tenant }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        let t = now();
+        User {
+            id: UserId::generate(),
+            tenant: TenantId::parse("acme").unwrap(),
+            email: Email::parse("ada@example.com").unwrap(),
+            role: Role::Member,
+            status: UserStatus::Invited,
+            email_verified: false,
+            created_at: t,
+            updated_at: t,
+            session_version: 0,
+            password_hash: None,
+            invite_expires_at: Some(t),
+            last_invite_sent_at: None,
+            invite_token_hash: Some("h".into()),
+            spent_invite_token_hash: None,
+            last_delivery: None,
+            invited_by: None,
+        }
+    }
+
+    #[test]
+    fn a_user_item_round_trips_through_the_dynamodb_mapping() {
+        let original = user();
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(UserItem::new(original.clone())).unwrap();
+        assert_eq!(item["PK"].as_s().unwrap(), &format!("USER#{}", original.id));
+        assert_eq!(item["GSI1PK"].as_s().unwrap(), "TENANT#acme");
+        assert!(item.contains_key("GSI2SK"), "invited users are in the expiry index");
+        let back: UserItem = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.user.email, original.email);
+        assert_eq!(back.user.invite_expires_at, original.invite_expires_at);
+    }
+
+    #[test]
+    fn active_users_are_not_in_the_expiry_index() {
+        let mut active = user();
+        active.status = UserStatus::Active;
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(UserItem::new(active)).unwrap();
+        assert!(!item.contains_key("GSI2PK"));
+    }
+
+    #[test]
+    fn a_tampered_email_in_the_table_is_refused_on_read() {
+        let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(UserItem::new(user())).unwrap();
+        item.insert("email".into(), aws_sdk_dynamodb::types::AttributeValue::S("Not An Email".into()));
+        assert!(serde_dynamo::from_item::<_, UserItem>(item).is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! The single-table DynamoDB store.
+//!
+//! Key layout and item mapping live in [`items`]; this module holds the operations, each
+//! one request (or one transaction) wherever the rule allows, and every invariant enforced
+//! by a condition in DynamoDB rather than by a read before a write.
+
+pub mod items;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Email, TenantId, UserId, UserStatus};
+use crate::token::TokenHash;
+pub use items::{Delivery, Tenant, User};
+use items::{EmailItem, TenantItem, UserItem, keys};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("dynamodb {operation} failed ({code}): {message}")]
+    Service { operation: &'static str, code: String, message: String, transient: bool },
+    #[error("dynamodb {operation}: item mapping failed: {source}")]
+    Mapping { operation: &'static str, #[source] source: serde_dynamo::Error },
+    #[error("dynamodb {operation}: request could not be built: {message}")]
+    Build { operation: &'static str, message: String },
+}
+
+impl StoreError {
+    /// Throttling, 5xx, timeouts and dropped connections: worth a 503 with Retry-After.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Service { transient: true, .. })
+    }
+
+    fn sdk<E: ProvideErrorMetadata + std::fmt::Debug>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self {
+        const TRANSIENT_CODES: &[&str] = &[
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "ThrottlingException",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "TransactionInProgressException",
+        ];
+        let (code, message, transient) = match &err {
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().unwrap_or("Unknown").to_owned();
+                let transient = TRANSIENT_CODES.contains(&code.as_str()) || service.raw().status().as_u16() >= 500;
+                (code, service.err().message().unwrap_or_default().to_owned(), transient)
+            }
+            SdkError::TimeoutError(_) => ("Timeout".to_owned(), "request timed out".to_owned(), true),
+            SdkError::DispatchFailure(_) => ("Dispatch".to_owned(), format!("{err:?}"), true),
+            SdkError::ResponseError(_) => ("Response".to_owned(), format!("{err:?}"), true),
+            _ => ("Construction".to_owned(), format!("{err:?}"), false),
+        };
+        Self::Service { operation, code, message, transient }
+    }
+
+    fn build(operation: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Build { operation, message: err.to_string() }
+    }
+}
+
+/// Why a new user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a conditional update on a user did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ConditionalError {
+    #[error("the item changed since it was read")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+fn av(s: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(s.into())
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, operation: &'static str, key: (String, String)) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", av(key.0))
+            .key("SK", av(key.1))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk(operation, e))?;
+        Ok(out.item)
+    }
+
+    pub async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        match self.get("get_user", keys::user(id)).await? {
+            None => Ok(None),
+            Some(item) => {
+                let item: UserItem = serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation: "get_user", source })?;
+                Ok(Some(item.user))
+            }
+        }
+    }
+
+    /// Resolves an address to its account through the uniqueness record.
+    pub async fn find_user_id(&self, email: &Email) -> Result<Option<UserId>, StoreError> {
+        match self.get("find_user_id", keys::email(email)).await? {
+            None => Ok(None),
+            Some(item) => {
+                let item: EmailItem = serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation: "find_user_id", source })?;
+                Ok(Some(item.user_id))
+            }
+        }
+    }
+
+    pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        match self.find_user_id(email).await? {
+            None => Ok(None),
+            Some(id) => self.get_user(&id).await,
+        }
+    }
+
+    /// Creates the user and claims its email address in one transaction, so that two
+    /// concurrent invitations of one address create exactly one account and nothing else.
+    pub async fn create_user(&self, user: &User) -> Result<(), CreateUserError> {
+        const OPERATION: &str = "create_user";
+        let user_item = serde_dynamo::to_item(UserItem::new(user.clone())).map_err(|source| StoreError::Mapping { operation: OPERATION, source })?;
+        let email_item = serde_dynamo::to_item(EmailItem::new(&user.email, &user.id, &user.tenant)).map_err(|source| StoreError::Mapping { operation: OPERATION, source })?;
+        let put = |item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| StoreError::build(OPERATION, e))
+        };
+        let items = vec![put(email_item)?, put(user_item)?];
+        // A transaction that overlaps another one on the same email is cancelled with
+        // TransactionConflict; retrying then finds the winner's record (EmailTaken).
+        let mut delay = Duration::from_millis(20);
+        for attempt in 0.. {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(service)) if matches!(service.err(), TransactWriteItemsError::TransactionCanceledException(_)) => {
+                    let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else { unreachable!() };
+                    let codes: Vec<&str> = cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+                    if codes.contains(&"ConditionalCheckFailed") {
+                        return Err(CreateUserError::EmailTaken);
+                    }
+                    let retryable = codes.iter().any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"));
+                    if !retryable || attempt >= 8 {
+                        return Err(StoreError::Service {
+                            operation: OPERATION,
+                            code: "TransactionCanceled".into(),
+                            message: codes.join(","),
+                            transient: retryable,
+                        }
+                        .into());
+                    }
+                }
+                Err(other) => {
+                    let err = StoreError::sdk(OPERATION, other);
+                    if !err.is_transient() || attempt >= 3 {
+                        return Err(err.into());
+                    }
+                }
+            }
+            let jitter = rand::random::<u64>() % (delay.as_millis() as u64 + 1);
+            tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+        unreachable!("the retry loop returns")
+    }
+
+    /// Records that the invitation mail could not be sent (the invitation itself stays).
+    pub async fn record_delivery(&self, id: &UserId, delivery: &Delivery, clear_last_sent: bool) -> Result<(), StoreError> {
+        let (pk, sk) = keys::user(id);
+        let value = serde_dynamo::to_attribute_value(delivery).map_err(|source| StoreError::Mapping { operation: "record_delivery", source })?;
+        let update = if clear_last_sent { "SET last_delivery = :d REMOVE last_invite_sent_at" } else { "SET last_delivery = :d" };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
+            .update_expression(update)
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":d", value)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("record_delivery", e))?;
+        Ok(())
+    }
+
+    /// Spends an invitation token: the user becomes active only if this exact token is still
+    /// the current one and the invitation has not expired, all checked inside DynamoDB.
+    pub async fn activate_invited(&self, id: &UserId, token: &TokenHash, password_hash: &str, now: DateTime<Utc>) -> Result<User, ConditionalError> {
+        let (pk, sk) = keys::user(id);
+        let now_s = items::timestamp(now);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
+            .update_expression(
+                "SET #status = :active, password_hash = :ph, email_verified = :t, updated_at = :now, activated_at = :now, spent_invite_token_hash = :h \
+                 ADD session_version :one \
+                 REMOVE invite_token_hash, invite_expires_at, GSI2PK, GSI2SK",
+            )
+            .condition_expression("#status = :invited AND invite_token_hash = :h AND invite_expires_at > :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", av(UserStatus::Active.as_str()))
+            .expression_attribute_values(":invited", av(UserStatus::Invited.as_str()))
+            .expression_attribute_values(":ph", av(password_hash))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", av(now_s))
+            .expression_attribute_values(":h", av(token.as_str()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                let item: UserItem = serde_dynamo::from_item(out.attributes.unwrap_or_default())
+                    .map_err(|source| StoreError::Mapping { operation: "activate_invited", source })?;
+                Ok(item.user)
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Err(ConditionalError::Conflict),
+            Err(e) => Err(StoreError::sdk("activate_invited", e).into()),
+        }
+    }
+
+    pub async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
+        let item = serde_dynamo::to_item(TenantItem::new(tenant.clone())).map_err(|source| StoreError::Mapping { operation: "create_tenant", source })?;
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(StoreError::sdk("create_tenant", e)),
+        }
+    }
+
+    pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        match self.get("get_tenant", keys::tenant(id)).await? {
+            None => Ok(None),
+            Some(item) => {
+                let item: TenantItem = serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation: "get_tenant", source })?;
+                Ok(Some(item.tenant))
+            }
+        }
+    }
+
+    pub async fn list_tenants(&self, cursor: Option<&str>, limit: i32) -> Result<Page<Tenant>, StoreError> {
+        let (pk, _) = keys::tenant(&TenantId::admin());
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", av(pk.clone()))
+            .limit(limit);
+        if let Some(sk) = cursor.and_then(items::decode_cursor) {
+            query = query.exclusive_start_key("PK", av(pk)).exclusive_start_key("SK", av(sk));
+        }
+        let out = query.send().await.map_err(|e| StoreError::sdk("list_tenants", e))?;
+        let tenants = out
+            .items()
+            .iter()
+            .map(|item| serde_dynamo::from_item::<_, TenantItem>(item.clone()).map(|i| i.tenant))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StoreError::Mapping { operation: "list_tenants", source })?;
+        let next_cursor = out.last_evaluated_key().and_then(|k| k.get("SK")).and_then(|v| v.as_s().ok()).map(|s| items::encode_cursor(s));
+        Ok(Page { items: tenants, next_cursor })
+    }
+
+    /// A page of a tenant's users, ordered by email, optionally filtered by status.
+    /// The cursor carries only the sort key; the partition comes from the caller's tenant,
+    /// so a forged cursor cannot reach another tenant.
+    pub async fn list_users(&self, tenant: &TenantId, status: Option<UserStatus>, cursor: Option<&str>, limit: i32) -> Result<Page<User>, StoreError> {
+        let gsi_pk = keys::tenant_users(tenant);
+        let mut users = Vec::new();
+        let mut start = cursor.and_then(items::decode_cursor);
+        // With a status filter a page may come back short; keep reading until it is full.
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(items::TENANT_USERS_INDEX)
+                .key_condition_expression("GSI1PK = :pk")
+                .expression_attribute_values(":pk", av(gsi_pk.clone()))
+                .limit(limit);
+            if let Some(status) = status {
+                query = query
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", av(status.as_str()));
+            }
+            if let Some(sk) = &start {
+                let id = sk.rsplit('#').next().unwrap_or_default().to_owned();
+                let Some(id) = UserId::parse(&id) else { return Ok(Page { items: vec![], next_cursor: None }) };
+                let (pk, ssk) = keys::user(&id);
+                query = query
+                    .exclusive_start_key("GSI1PK", av(gsi_pk.clone()))
+                    .exclusive_start_key("GSI1SK", av(sk.clone()))
+                    .exclusive_start_key("PK", av(pk))
+                    .exclusive_start_key("SK", av(ssk));
+            }
+            let out = query.send().await.map_err(|e| StoreError::sdk("list_users", e))?;
+            for item in out.items() {
+                let item: UserItem = serde_dynamo::from_item(item.clone()).map_err(|source| StoreError::Mapping { operation: "list_users", source })?;
+                users.push(item.user);
+            }
+            start = out.last_evaluated_key().and_then(|k| k.get("GSI1SK")).and_then(|v| v.as_s().ok()).cloned();
+            if start.is_none() || users.len() >= limit as usize {
+                break;
+            }
+        }
+        Ok(Page { items: users, next_cursor: start.map(|s| items::encode_cursor(&s)) })
+    }
+
+    /// Fixed-window counter: adds `cost` to the window's count unless that would pass
+    /// `limit`. Returns the seconds until the window ends when refused.
+    pub async fn rate_limit(&self, key: &str, limit: u32, window: Duration, cost: u32, now: DateTime<Utc>) -> Result<Result<(), u64>, StoreError> {
+        if cost == 0 {
+            return Ok(Ok(()));
+        }
+        let window_secs = window.as_secs().max(1) as i64;
+        let start = now.timestamp() - now.timestamp().rem_euclid(window_secs);
+        let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
+        if cost > limit {
+            return Ok(Err(retry_after));
+        }
+        let (pk, sk) = keys::rate(key, start);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
+            .update_expression("ADD hits :cost SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(hits) OR hits <= :max")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":cost", AttributeValue::N(cost.to_string()))
+            .expression_attribute_values(":max", AttributeValue::N((limit - cost).to_string()))
+            .expression_attribute_values(":ttl", AttributeValue::N((start + 2 * window_secs).to_string()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Ok(())),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(Err(retry_after)),
+            Err(e) => Err(StoreError::sdk("rate_limit", e)),
+        }
+    }
+}
