@@ -32,17 +32,35 @@ pub struct Origin {
 }
 
 /// Builds the payload format 2.0 event of a request that matched `route`.
-pub fn build_event(parts: &request::Parts, body: &[u8], origin: &Origin, route: &RouteMatch) -> Value {
+pub fn build_event(
+    parts: &request::Parts,
+    body: &[u8],
+    origin: &Origin,
+    route: &RouteMatch,
+) -> Value {
     let mut headers = Map::new();
     let mut cookies = Vec::new();
     for name in parts.headers.keys() {
-        let values = parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let values = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         if name == header::COOKIE {
             for value in values {
-                cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+                cookies.extend(
+                    value
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned),
+                );
             }
         } else {
-            headers.insert(name.as_str().to_owned(), Value::String(values.collect::<Vec<_>>().join(",")));
+            headers.insert(
+                name.as_str().to_owned(),
+                Value::String(values.collect::<Vec<_>>().join(",")),
+            );
         }
     }
     // API Gateway appends the peer to X-Forwarded-For and sets the other forwarding headers.
@@ -51,14 +69,29 @@ pub fn build_event(parts: &request::Parts, body: &[u8], origin: &Origin, route: 
         None => origin.peer.ip().to_string(),
     };
     headers.insert("x-forwarded-for".into(), forwarded_for.into());
-    headers.insert("x-forwarded-port".into(), origin.local.port().to_string().into());
+    headers.insert(
+        "x-forwarded-port".into(),
+        origin.local.port().to_string().into(),
+    );
     headers.insert("x-forwarded-proto".into(), "http".into());
     headers.insert("x-amzn-trace-id".into(), trace_id(origin.now).into());
 
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-    let host_name = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host.as_str(), |(h, _)| h);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let host_name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host.as_str(), |(h, _)| h);
     let domain_prefix = host_name.split('.').next().unwrap_or(host_name).to_owned();
-    let user_agent = parts.headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
     let raw_query = parts.uri.query().unwrap_or("");
 
     let mut event = Map::new();
@@ -98,7 +131,10 @@ pub fn build_event(parts: &request::Parts, body: &[u8], origin: &Origin, route: 
             "timeEpoch": origin.now.timestamp_millis(),
         }),
     );
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     match body_field(body, content_type) {
         Some((text, encoded)) => {
             event.insert("body".into(), text.into());
@@ -121,7 +157,11 @@ fn protocol(version: Version) -> &'static str {
 
 /// `Root=1-<epoch hex>-<96 random bits>`, the X-Ray format API Gateway uses.
 fn trace_id(now: DateTime<Utc>) -> String {
-    format!("Root=1-{:08x}-{:024x}", now.timestamp(), rand::random::<u128>() >> 32)
+    format!(
+        "Root=1-{:08x}-{:024x}",
+        now.timestamp(),
+        rand::random::<u128>() >> 32
+    )
 }
 
 /// Decoded query parameters; repeated keys joined by commas, as API Gateway does.
@@ -159,19 +199,37 @@ fn body_field(body: &[u8], content_type: Option<&str>) -> Option<(String, bool)>
 
 /// Content types API Gateway passes as text.
 fn is_text(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence.starts_with("text/")
-        || matches!(essence.as_str(), "application/json" | "application/xml" | "application/x-www-form-urlencoded")
+        || matches!(
+            essence.as_str(),
+            "application/json" | "application/xml" | "application/x-www-form-urlencoded"
+        )
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Headers the gateway owns on the wire; a function's values for them are not forwarded.
-const HOP_BY_HOP: [&str; 4] = ["connection", "keep-alive", "transfer-encoding", "content-length"];
+const HOP_BY_HOP: [&str; 4] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+];
 
 /// Turns a function's v2 response payload into an HTTP response. `Err` says why the payload
 /// is not a valid response (API Gateway then answers 500).
-pub fn into_response(payload: &[u8], method: &Method, request_id: &str) -> Result<Response<Body>, String> {
-    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("response is not JSON: {e}"))?;
+pub fn into_response(
+    payload: &[u8],
+    method: &Method,
+    request_id: &str,
+) -> Result<Response<Body>, String> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("response is not JSON: {e}"))?;
     let object = value.as_object().ok_or("response is not a JSON object")?;
     let status = object
         .get("statusCode")
@@ -186,7 +244,9 @@ pub fn into_response(payload: &[u8], method: &Method, request_id: &str) -> Resul
     };
     let body = match object.get("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(text)) if encoded => BASE64.decode(text).map_err(|e| format!("body is not valid base64: {e}"))?,
+        Some(Value::String(text)) if encoded => BASE64
+            .decode(text)
+            .map_err(|e| format!("body is not valid base64: {e}"))?,
         Some(Value::String(text)) => text.clone().into_bytes(),
         Some(_) => return Err("body is not a string".into()),
     };
@@ -204,14 +264,19 @@ pub fn into_response(payload: &[u8], method: &Method, request_id: &str) -> Resul
         }
     }
     if let Some(map) = object.get("multiValueHeaders").filter(|h| !h.is_null()) {
-        let map = map.as_object().ok_or("multiValueHeaders is not an object")?;
+        let map = map
+            .as_object()
+            .ok_or("multiValueHeaders is not an object")?;
         for (name, values) in map {
-            let values = values.as_array().ok_or_else(|| format!("multiValueHeaders.{name} is not an array"))?;
+            let values = values
+                .as_array()
+                .ok_or_else(|| format!("multiValueHeaders.{name} is not an array"))?;
             if headers.contains_key(name.to_ascii_lowercase().as_str()) {
                 continue;
             }
             for value in values {
-                let value = scalar(value).ok_or_else(|| format!("multiValueHeaders.{name} holds a non-string"))?;
+                let value = scalar(value)
+                    .ok_or_else(|| format!("multiValueHeaders.{name} holds a non-string"))?;
                 append(&mut headers, name, &value)?;
             }
         }
@@ -219,11 +284,15 @@ pub fn into_response(payload: &[u8], method: &Method, request_id: &str) -> Resul
     if let Some(cookies) = object.get("cookies").filter(|c| !c.is_null()) {
         for cookie in cookies.as_array().ok_or("cookies is not an array")? {
             let cookie = cookie.as_str().ok_or("cookies holds a non-string")?;
-            let value = HeaderValue::from_str(cookie).map_err(|_| format!("invalid cookie {cookie:?}"))?;
+            let value =
+                HeaderValue::from_str(cookie).map_err(|_| format!("invalid cookie {cookie:?}"))?;
             headers.append(header::SET_COOKIE, value);
         }
     }
-    headers.insert("apigw-requestid", HeaderValue::from_str(request_id).map_err(|e| e.to_string())?);
+    headers.insert(
+        "apigw-requestid",
+        HeaderValue::from_str(request_id).map_err(|e| e.to_string())?,
+    );
 
     let mut response = Response::builder().status(status);
     if method == Method::HEAD {
@@ -231,7 +300,11 @@ pub fn into_response(payload: &[u8], method: &Method, request_id: &str) -> Resul
         let length = content_length.unwrap_or_else(|| body.len().to_string());
         response = response.header(header::CONTENT_LENGTH, length);
     }
-    let body = if method == Method::HEAD { Body::empty() } else { Body::from(body) };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
     let mut response = response.body(body).map_err(|e| e.to_string())?;
     response.headers_mut().extend(headers);
     Ok(response)
@@ -251,8 +324,10 @@ fn append(headers: &mut HeaderMap, name: &str, value: &str) -> Result<(), String
     if HOP_BY_HOP.contains(&lower.as_str()) {
         return Ok(());
     }
-    let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
-    let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
+    let name = HeaderName::from_bytes(lower.as_bytes())
+        .map_err(|_| format!("invalid header name {name:?}"))?;
+    let value =
+        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
     headers.append(name, value);
     Ok(())
 }
@@ -262,7 +337,10 @@ pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Re
     let mut response = Response::new(Body::from(json!({ "message": message }).to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("apigw-requestid", id);
     }
@@ -313,7 +391,10 @@ mod tests {
         assert_eq!(event["headers"]["x-multi"], "a,b");
         assert!(event["headers"].get("cookie").is_none());
         assert_eq!(event["headers"]["x-forwarded-for"], "10.1.2.3");
-        assert_eq!(event["queryStringParameters"], json!({"x": "1,3", "y": "2", "flag": ""}));
+        assert_eq!(
+            event["queryStringParameters"],
+            json!({"x": "1,3", "y": "2", "flag": ""})
+        );
         assert_eq!(event["pathParameters"], json!({"tenant": "a b"}));
         let ctx = &event["requestContext"];
         assert_eq!(ctx["domainName"], "acme.latchkey.test:9000");
@@ -331,16 +412,33 @@ mod tests {
 
     #[test]
     fn binary_and_untyped_bodies_are_base64() {
-        let png = Request::post("/").header("Content-Type", "image/png").body(()).expect("request");
+        let png = Request::post("/")
+            .header("Content-Type", "image/png")
+            .body(())
+            .expect("request");
         let event = event_for(png, b"abc");
-        assert_eq!((event["body"].as_str(), event["isBase64Encoded"].as_bool()), (Some("YWJj"), Some(true)));
-        let bad_utf8 = Request::post("/").header("Content-Type", "text/plain").body(()).expect("request");
+        assert_eq!(
+            (event["body"].as_str(), event["isBase64Encoded"].as_bool()),
+            (Some("YWJj"), Some(true))
+        );
+        let bad_utf8 = Request::post("/")
+            .header("Content-Type", "text/plain")
+            .body(())
+            .expect("request");
         assert_eq!(event_for(bad_utf8, &[0xff, 0xfe])["isBase64Encoded"], true);
         let none = Request::get("/").body(()).expect("request");
         let event = event_for(none, b"");
         assert!(event.get("body").is_none() && event.get("queryStringParameters").is_none());
-        for ct in ["text/csv", "application/problem+json", "application/x-www-form-urlencoded", "application/xml"] {
-            let request = Request::post("/").header("Content-Type", ct).body(()).expect("request");
+        for ct in [
+            "text/csv",
+            "application/problem+json",
+            "application/x-www-form-urlencoded",
+            "application/xml",
+        ] {
+            let request = Request::post("/")
+                .header("Content-Type", ct)
+                .body(())
+                .expect("request");
             assert_eq!(event_for(request, b"a=1")["isBase64Encoded"], false, "{ct}");
         }
     }
@@ -355,7 +453,8 @@ mod tests {
             "body": "aGk=",
             "isBase64Encoded": true
         });
-        let response = into_response(payload.to_string().as_bytes(), &Method::GET, "rid").expect("valid");
+        let response =
+            into_response(payload.to_string().as_bytes(), &Method::GET, "rid").expect("valid");
         assert_eq!(response.status(), StatusCode::CREATED);
         let h = response.headers();
         assert_eq!(h.get_all("x-a").iter().count(), 1);
@@ -366,8 +465,17 @@ mod tests {
 
     #[test]
     fn invalid_responses_are_rejected() {
-        for payload in [r#""just a string""#, r#"{"body":"x"}"#, r#"{"statusCode":"200"}"#, "not json", r#"{"statusCode":200,"body":"%%","isBase64Encoded":true}"#] {
-            assert!(into_response(payload.as_bytes(), &Method::GET, "rid").is_err(), "{payload}");
+        for payload in [
+            r#""just a string""#,
+            r#"{"body":"x"}"#,
+            r#"{"statusCode":"200"}"#,
+            "not json",
+            r#"{"statusCode":200,"body":"%%","isBase64Encoded":true}"#,
+        ] {
+            assert!(
+                into_response(payload.as_bytes(), &Method::GET, "rid").is_err(),
+                "{payload}"
+            );
         }
         assert!(into_response(br#"{"statusCode":204}"#, &Method::GET, "rid").is_ok());
     }

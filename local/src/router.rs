@@ -56,13 +56,15 @@ impl RouteTable {
     pub fn add(&mut self, route: &RouteSpec, function: &str) {
         let segments = (route.path != "$default").then(|| {
             split(&route.path)
-                .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) => match name.strip_suffix('+') {
-                        Some(name) => Segment::Greedy(name.to_owned()),
-                        None => Segment::Param(name.to_owned()),
+                .map(
+                    |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => match name.strip_suffix('+') {
+                            Some(name) => Segment::Greedy(name.to_owned()),
+                            None => Segment::Param(name.to_owned()),
+                        },
+                        None => Segment::Literal(s.to_owned()),
                     },
-                    None => Segment::Literal(s.to_owned()),
-                })
+                )
                 .collect()
         });
         self.routes.push(Route {
@@ -75,7 +77,9 @@ impl RouteTable {
 
     /// The most specific route for `method` and the raw (still percent-encoded) `path`.
     pub fn find(&self, method: &str, path: &str) -> Option<RouteMatch> {
-        let parts: Vec<String> = split(path).map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+        let parts: Vec<String> = split(path)
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
         let mut best: Option<(Vec<u8>, &Route, BTreeMap<String, String>)> = None;
         for route in &self.routes {
             let method_score = if route.method == method {
@@ -85,21 +89,32 @@ impl RouteTable {
             } else {
                 continue;
             };
-            let Some(segments) = &route.segments else { continue };
-            let Some((mut score, params)) = match_segments(segments, &parts) else { continue };
+            let Some(segments) = &route.segments else {
+                continue;
+            };
+            let Some((mut score, params)) = match_segments(segments, &parts) else {
+                continue;
+            };
             score.push(method_score);
             if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
                 best = Some((score, route, params));
             }
         }
         if let Some((_, route, path_parameters)) = best {
-            return Some(RouteMatch { route_key: route.route_key.clone(), function: route.function.clone(), path_parameters });
+            return Some(RouteMatch {
+                route_key: route.route_key.clone(),
+                function: route.function.clone(),
+                path_parameters,
+            });
         }
-        self.routes.iter().find(|r| r.segments.is_none()).map(|route| RouteMatch {
-            route_key: route.route_key.clone(),
-            function: route.function.clone(),
-            path_parameters: BTreeMap::new(),
-        })
+        self.routes
+            .iter()
+            .find(|r| r.segments.is_none())
+            .map(|route| RouteMatch {
+                route_key: route.route_key.clone(),
+                function: route.function.clone(),
+                path_parameters: BTreeMap::new(),
+            })
     }
 }
 
@@ -109,7 +124,10 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
 }
 
 /// A specificity score per segment (2 literal, 1 parameter, 0 greedy) and the parameters.
-fn match_segments(segments: &[Segment], parts: &[String]) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
+fn match_segments(
+    segments: &[Segment],
+    parts: &[String],
+) -> Option<(Vec<u8>, BTreeMap<String, String>)> {
     let mut score = Vec::with_capacity(segments.len() + 1);
     let mut params = BTreeMap::new();
     for (i, segment) in segments.iter().enumerate() {
@@ -146,7 +164,13 @@ mod tests {
     fn table(routes: &[(&str, &str, &str)]) -> RouteTable {
         let mut t = RouteTable::default();
         for (method, path, function) in routes {
-            t.add(&RouteSpec { method: (*method).into(), path: (*path).into() }, function);
+            t.add(
+                &RouteSpec {
+                    method: (*method).into(),
+                    path: (*path).into(),
+                },
+                function,
+            );
         }
         t
     }
@@ -158,29 +182,48 @@ mod tests {
             ("GET", "/v1/users/me", "literal"),
             ("GET", "/v1/{proxy+}", "greedy"),
         ]);
-        assert_eq!(t.find("GET", "/v1/users/me").map(|m| m.function).as_deref(), Some("literal"));
+        assert_eq!(
+            t.find("GET", "/v1/users/me").map(|m| m.function).as_deref(),
+            Some("literal")
+        );
         let m = t.find("GET", "/v1/users/42").expect("matches");
         assert_eq!(m.function, "param");
         assert_eq!(m.route_key, "GET /v1/users/{id}");
         assert_eq!(m.path_parameters.get("id").map(String::as_str), Some("42"));
         let m = t.find("GET", "/v1/users/42/x/y").expect("matches");
         assert_eq!(m.function, "greedy");
-        assert_eq!(m.path_parameters.get("proxy").map(String::as_str), Some("users/42/x/y"));
+        assert_eq!(
+            m.path_parameters.get("proxy").map(String::as_str),
+            Some("users/42/x/y")
+        );
     }
 
     #[test]
     fn method_must_match_and_named_beats_any() {
-        let t = table(&[("POST", "/a", "post"), ("ANY", "/b", "any"), ("GET", "/b", "get")]);
+        let t = table(&[
+            ("POST", "/a", "post"),
+            ("ANY", "/b", "any"),
+            ("GET", "/b", "get"),
+        ]);
         assert!(t.find("GET", "/a").is_none());
-        assert_eq!(t.find("GET", "/b").map(|m| m.function).as_deref(), Some("get"));
-        assert_eq!(t.find("DELETE", "/b").map(|m| m.function).as_deref(), Some("any"));
+        assert_eq!(
+            t.find("GET", "/b").map(|m| m.function).as_deref(),
+            Some("get")
+        );
+        assert_eq!(
+            t.find("DELETE", "/b").map(|m| m.function).as_deref(),
+            Some("any")
+        );
     }
 
     #[test]
     fn parameters_are_percent_decoded_and_non_empty() {
         let t = table(&[("GET", "/t/{tenant}/users", "f")]);
         let m = t.find("GET", "/t/a%20b%2Fc/users").expect("matches");
-        assert_eq!(m.path_parameters.get("tenant").map(String::as_str), Some("a b/c"));
+        assert_eq!(
+            m.path_parameters.get("tenant").map(String::as_str),
+            Some("a b/c")
+        );
         assert!(t.find("GET", "/t//users").is_none());
         assert!(t.find("GET", "/t/x/users/").is_none());
         assert!(t.find("GET", "/t/x").is_none());
@@ -189,8 +232,14 @@ mod tests {
     #[test]
     fn default_route_catches_the_rest() {
         let t = table(&[("ANY", "$default", "fallback"), ("GET", "/x", "x")]);
-        assert_eq!(t.find("GET", "/x").map(|m| m.function).as_deref(), Some("x"));
+        assert_eq!(
+            t.find("GET", "/x").map(|m| m.function).as_deref(),
+            Some("x")
+        );
         let m = t.find("PUT", "/nowhere").expect("matches");
-        assert_eq!((m.function.as_str(), m.route_key.as_str()), ("fallback", "$default"));
+        assert_eq!(
+            (m.function.as_str(), m.route_key.as_str()),
+            ("fallback", "$default")
+        );
     }
 }

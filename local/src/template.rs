@@ -32,6 +32,9 @@ pub struct FunctionSpec {
     pub routes: Vec<RouteSpec>,
     /// `Timeout` of the function, else of `Globals.Function`, else 30 s.
     pub timeout: Duration,
+    /// Literal `Environment.Variables` of `Globals` and the function (e.g. `RUST_LOG: info`);
+    /// values given by `!Ref` or `!Sub` are left out: the local stack provides those.
+    pub environment: Vec<(String, String)>,
 }
 
 /// One `HttpApi` event of a function.
@@ -46,7 +49,11 @@ pub struct RouteSpec {
 impl RouteSpec {
     /// API Gateway's route key, e.g. `POST /v1/sessions` (or `$default`).
     pub fn route_key(&self) -> String {
-        if self.path == "$default" { self.path.clone() } else { format!("{} {}", self.method, self.path) }
+        if self.path == "$default" {
+            self.path.clone()
+        } else {
+            format!("{} {}", self.method, self.path)
+        }
     }
 }
 
@@ -92,38 +99,57 @@ pub struct TimeToLive {
 impl Template {
     /// Reads and parses a template file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading template {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading template {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("parsing template {}", path.display()))
     }
 
     /// Parses template text.
     pub fn parse(text: &str) -> Result<Self> {
         let root: Value = serde_norway::from_str(text).context("template is not valid YAML")?;
-        let resources = get(&root, "Resources").and_then(Value::as_mapping).context("template has no Resources mapping")?;
-        let global_timeout = get(&root, "Globals").and_then(|g| get(g, "Function")).and_then(|f| get(f, "Timeout")).and_then(Value::as_u64);
+        let resources = get(&root, "Resources")
+            .and_then(Value::as_mapping)
+            .context("template has no Resources mapping")?;
+        let globals = get(&root, "Globals").and_then(|g| get(g, "Function"));
 
         let mut functions = Vec::new();
         let mut tables = Vec::new();
         for (id, resource) in resources {
-            let id = id.as_str().context("resource with a non-string logical id")?;
+            let id = id
+                .as_str()
+                .context("resource with a non-string logical id")?;
             match str_at(resource, "Type") {
                 Some("AWS::Serverless::Function") => {
-                    functions.push(parse_function(id, resource, global_timeout).with_context(|| format!("function {id}"))?);
+                    functions.push(
+                        parse_function(id, resource, globals)
+                            .with_context(|| format!("function {id}"))?,
+                    );
                 }
-                Some("AWS::DynamoDB::Table") => tables.push(parse_table(id, resource).with_context(|| format!("table {id}"))?),
+                Some("AWS::DynamoDB::Table") => {
+                    tables.push(parse_table(id, resource).with_context(|| format!("table {id}"))?)
+                }
                 _ => {}
             }
         }
         if tables.len() > 1 {
-            bail!("the template has {} DynamoDB tables; the local stack supports one", tables.len());
+            bail!(
+                "the template has {} DynamoDB tables; the local stack supports one",
+                tables.len()
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for function in &functions {
             if !seen.insert(function.binary.as_str()) {
-                bail!("two functions use binary {:?}; binary names must be unique", function.binary);
+                bail!(
+                    "two functions use binary {:?}; binary names must be unique",
+                    function.binary
+                );
             }
         }
-        Ok(Self { functions, table: tables.pop() })
+        Ok(Self {
+            functions,
+            table: tables.pop(),
+        })
     }
 
     /// The function whose binary is `name`.
@@ -132,7 +158,7 @@ impl Template {
     }
 }
 
-fn parse_function(id: &str, resource: &Value, global_timeout: Option<u64>) -> Result<FunctionSpec> {
+fn parse_function(id: &str, resource: &Value, globals: Option<&Value>) -> Result<FunctionSpec> {
     let binary = get(resource, "Metadata")
         .and_then(|m| get(m, "BuildProperties"))
         .and_then(|b| str_at(b, "Binary"))
@@ -142,9 +168,23 @@ fn parse_function(id: &str, resource: &Value, global_timeout: Option<u64>) -> Re
         bail!("binary name {binary:?} is not a plain file name");
     }
     let properties = get(resource, "Properties");
-    let timeout = properties.and_then(|p| get(p, "Timeout")).and_then(Value::as_u64).or(global_timeout);
+    let timeout = properties
+        .and_then(|p| get(p, "Timeout"))
+        .or_else(|| globals.and_then(|g| get(g, "Timeout")))
+        .and_then(Value::as_u64);
+    // Globals first, so the function's own values win.
+    let mut environment: Vec<(String, String)> = Vec::new();
+    for scope in [globals, properties] {
+        for (name, value) in literal_variables(scope) {
+            environment.retain(|(n, _)| *n != name);
+            environment.push((name, value));
+        }
+    }
     let mut routes = Vec::new();
-    if let Some(events) = properties.and_then(|p| get(p, "Events")).and_then(Value::as_mapping) {
+    if let Some(events) = properties
+        .and_then(|p| get(p, "Events"))
+        .and_then(Value::as_mapping)
+    {
         for (name, event) in events {
             if str_at(event, "Type") != Some("HttpApi") {
                 continue;
@@ -159,10 +199,16 @@ fn parse_function(id: &str, resource: &Value, global_timeout: Option<u64>) -> Re
                         bail!("event {name}: path {path:?} does not start with /");
                     }
                     let method = method.to_ascii_uppercase();
-                    RouteSpec { method: if method == "*" { "ANY".into() } else { method }, path: path.to_owned() }
+                    RouteSpec {
+                        method: if method == "*" { "ANY".into() } else { method },
+                        path: path.to_owned(),
+                    }
                 }
                 // An HttpApi event with neither is the API's $default route.
-                (None, None) => RouteSpec { method: "ANY".into(), path: "$default".into() },
+                (None, None) => RouteSpec {
+                    method: "ANY".into(),
+                    path: "$default".into(),
+                },
                 _ => bail!("event {name}: HttpApi needs both Method and Path as literals"),
             };
             routes.push(route);
@@ -173,7 +219,31 @@ fn parse_function(id: &str, resource: &Value, global_timeout: Option<u64>) -> Re
         binary,
         routes,
         timeout: timeout.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT),
+        environment,
     })
+}
+
+/// The literal scalar `Environment.Variables` under `scope`.
+fn literal_variables(scope: Option<&Value>) -> Vec<(String, String)> {
+    let Some(variables) = scope
+        .and_then(|s| get(s, "Environment"))
+        .and_then(|e| get(e, "Variables"))
+        .and_then(Value::as_mapping)
+    else {
+        return Vec::new();
+    };
+    variables
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((name.as_str()?.to_owned(), value))
+        })
+        .collect()
 }
 
 fn parse_table(id: &str, resource: &Value) -> Result<TableSpec> {
@@ -189,7 +259,7 @@ fn parse_table(id: &str, resource: &Value) -> Result<TableSpec> {
         })
         .collect::<Result<Vec<_>>>()
         .context("AttributeDefinitions")?;
-    let key_schema = key_schema(props).context("KeySchema")?;
+    let keys = key_schema(props).context("KeySchema")?;
     let global_secondary_indexes = match seq_at(props, "GlobalSecondaryIndexes") {
         None => Vec::new(),
         Some(indexes) => indexes
@@ -198,11 +268,20 @@ fn parse_table(id: &str, resource: &Value) -> Result<TableSpec> {
                 let name = required_str(index, "IndexName")?;
                 let projection = get(index, "Projection");
                 Ok(GlobalSecondaryIndex {
-                    key_schema: key_schema(index).with_context(|| format!("index {name}: KeySchema"))?,
-                    projection_type: projection.and_then(|p| str_at(p, "ProjectionType")).unwrap_or("ALL").to_owned(),
+                    key_schema: key_schema(index)
+                        .with_context(|| format!("index {name}: KeySchema"))?,
+                    projection_type: projection
+                        .and_then(|p| str_at(p, "ProjectionType"))
+                        .unwrap_or("ALL")
+                        .to_owned(),
                     non_key_attributes: projection
                         .and_then(|p| seq_at(p, "NonKeyAttributes"))
-                        .map(|attrs| attrs.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect())
+                        .map(|attrs| {
+                            attrs
+                                .iter()
+                                .filter_map(|a| a.as_str().map(str::to_owned))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     name,
                 })
@@ -213,18 +292,30 @@ fn parse_table(id: &str, resource: &Value) -> Result<TableSpec> {
     let time_to_live = match get(props, "TimeToLiveSpecification") {
         None => None,
         Some(ttl) => Some(TimeToLive {
-            attribute_name: required_str(ttl, "AttributeName").context("TimeToLiveSpecification")?,
+            attribute_name: required_str(ttl, "AttributeName")
+                .context("TimeToLiveSpecification")?,
             enabled: get(ttl, "Enabled").and_then(as_bool).unwrap_or(false),
         }),
     };
-    Ok(TableSpec { logical_id: id.to_owned(), attribute_definitions, key_schema, global_secondary_indexes, time_to_live })
+    Ok(TableSpec {
+        logical_id: id.to_owned(),
+        attribute_definitions,
+        key_schema: keys,
+        global_secondary_indexes,
+        time_to_live,
+    })
 }
 
 fn key_schema(parent: &Value) -> Result<Vec<KeyElement>> {
     let elements = seq_at(parent, "KeySchema").context("missing")?;
     elements
         .iter()
-        .map(|k| Ok(KeyElement { name: required_str(k, "AttributeName")?, key_type: required_str(k, "KeyType")? }))
+        .map(|k| {
+            Ok(KeyElement {
+                name: required_str(k, "AttributeName")?,
+                key_type: required_str(k, "KeyType")?,
+            })
+        })
         .collect()
 }
 
@@ -243,7 +334,9 @@ fn seq_at<'a>(value: &'a Value, key: &str) -> Option<&'a Vec<Value>> {
 }
 
 fn required_str(value: &Value, key: &str) -> Result<String> {
-    str_at(value, key).map(str::to_owned).with_context(|| format!("{key} is missing or not a literal string"))
+    str_at(value, key)
+        .map(str::to_owned)
+        .with_context(|| format!("{key} is missing or not a literal string"))
 }
 
 /// YAML booleans, plus the strings CloudFormation also accepts.
@@ -267,6 +360,8 @@ Globals:
     Environment:
       Variables:
         TABLE_NAME: !Ref Table
+        RUST_LOG: info
+        LEVEL: global
 Resources:
   Table:
     Type: AWS::DynamoDB::Table
@@ -297,6 +392,10 @@ Resources:
         Binary: one
     Properties:
       Timeout: 3
+      Environment:
+        Variables:
+          LEVEL: own
+          RETRIES: 3
       Policies:
         - Statement:
             Resource: !GetAtt Table.Arn
@@ -321,25 +420,67 @@ Resources:
         let one = t.function("one").expect("one");
         assert_eq!(one.logical_id, "One");
         assert_eq!(one.timeout, Duration::from_secs(3));
-        assert_eq!(one.routes, vec![RouteSpec { method: "GET".into(), path: "/v1/things/{id}".into() }]);
+        assert_eq!(
+            one.routes,
+            vec![RouteSpec {
+                method: "GET".into(),
+                path: "/v1/things/{id}".into()
+            }]
+        );
         assert_eq!(one.routes[0].route_key(), "GET /v1/things/{id}");
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            one.environment,
+            env(&[("RUST_LOG", "info"), ("LEVEL", "own"), ("RETRIES", "3")])
+        );
         let two = t.function("two").expect("two");
         assert!(two.routes.is_empty());
         assert_eq!(two.timeout, Duration::from_secs(10));
+        assert_eq!(
+            two.environment,
+            env(&[("RUST_LOG", "info"), ("LEVEL", "global")])
+        );
 
         let table = t.table.expect("table");
-        assert_eq!(table.key_schema, vec![KeyElement { name: "PK".into(), key_type: "HASH".into() }]);
+        assert_eq!(
+            table.key_schema,
+            vec![KeyElement {
+                name: "PK".into(),
+                key_type: "HASH".into()
+            }]
+        );
         assert_eq!(table.attribute_definitions.len(), 2);
         let gsi = &table.global_secondary_indexes[0];
         assert_eq!(gsi.name, "by-x");
         assert_eq!(gsi.projection_type, "INCLUDE");
         assert_eq!(gsi.non_key_attributes, vec!["a".to_owned(), "b".to_owned()]);
-        assert_eq!(table.time_to_live, Some(TimeToLive { attribute_name: "ttl".into(), enabled: true }));
+        assert_eq!(
+            table.time_to_live,
+            Some(TimeToLive {
+                attribute_name: "ttl".into(),
+                enabled: true
+            })
+        );
+    }
+
+    #[test]
+    fn the_project_template_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+        let t = Template::load(&path).expect("infra/template.yaml is usable locally");
+        assert!(t.table.is_some(), "it has the table");
+        assert!(t.function("bootstrap").is_some_and(|f| f.routes.is_empty()));
+        assert!(t.functions.iter().any(|f| !f.routes.is_empty()));
     }
 
     #[test]
     fn missing_binary_is_an_error_naming_the_function() {
-        let err = Template::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n").expect_err("must fail");
+        let err = Template::parse("Resources:\n  F:\n    Type: AWS::Serverless::Function\n")
+            .expect_err("must fail");
         assert!(format!("{err:#}").contains("function F"), "{err:#}");
     }
 

@@ -1,0 +1,218 @@
+//! The harness of the end-to-end tests: each test gets its own stack (a fresh table with a
+//! unique name and its own gateway over the real binaries) on the shared emulators that
+//! `latchkey-local test-env` started. Tests run in parallel processes, so nothing here
+//! assumes it is alone: names are random and the setup steps are idempotent.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::gateway::{Gateway, GatewayConfig};
+use crate::mailbox::{self, SentMail};
+use crate::paths::Paths;
+use crate::setup::{Aws, Endpoints, bootstrap_admin};
+use crate::stack::prepare;
+use crate::template::Template;
+
+/// A running stack for one test; everything stops when it is dropped.
+pub struct TestStack {
+    gateway: Gateway,
+    url: String,
+    table_name: String,
+    aws: Aws,
+    endpoints: Endpoints,
+    admin_email: String,
+    admin_password: String,
+    public_base_url: String,
+    http: reqwest::Client,
+}
+
+/// Options of a [`TestStack`]; each unset one comes from the `test-env` environment.
+#[derive(Debug, Clone)]
+pub struct TestStackBuilder {
+    env: Vec<(String, String)>,
+    instances: usize,
+    template: Option<PathBuf>,
+    bin_dir: Option<PathBuf>,
+    endpoints: Option<Endpoints>,
+    bootstrap: bool,
+}
+
+impl TestStack {
+    /// A stack with the defaults (2 instances per function).
+    pub async fn start() -> Result<Self> {
+        Self::builder().start().await
+    }
+
+    pub fn builder() -> TestStackBuilder {
+        TestStackBuilder {
+            env: Vec::new(),
+            instances: 2,
+            template: None,
+            bin_dir: None,
+            endpoints: None,
+            bootstrap: true,
+        }
+    }
+
+    /// Base URL of this stack's API, e.g. `http://127.0.0.1:34567`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What the functions use as `PUBLIC_BASE_URL` (links in mail start with it).
+    pub fn public_base_url(&self) -> &str {
+        &self.public_base_url
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table_name
+    }
+
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        self.aws.dynamodb.clone()
+    }
+
+    /// All SDK clients, pointed at the emulators.
+    pub fn aws(&self) -> &Aws {
+        &self.aws
+    }
+
+    pub fn moto_url(&self) -> &str {
+        &self.endpoints.moto
+    }
+
+    pub fn admin_email(&self) -> &str {
+        &self.admin_email
+    }
+
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Invokes a function directly (Lambda Invoke semantics); a function error is an `Err`.
+    pub async fn invoke(&self, name: &str, payload: Value) -> Result<Value> {
+        self.gateway.invoke(name, payload).await
+    }
+
+    /// Mail SES (moto) accepted for `address`, oldest first. Use unique addresses: the
+    /// emulators are shared by every test.
+    pub async fn mail_to(&self, address: &str) -> Result<Vec<SentMail>> {
+        let all = mailbox::fetch(&self.http, &self.endpoints.moto).await?;
+        Ok(all.into_iter().filter(|m| m.is_for(address)).collect())
+    }
+
+    /// Stops the gateway (waiting for the processes) and deletes the table.
+    pub async fn shutdown(self) -> Result<()> {
+        let Self {
+            gateway,
+            aws,
+            table_name,
+            ..
+        } = self;
+        gateway.shutdown().await;
+        aws.delete_table(&table_name).await
+    }
+}
+
+impl TestStackBuilder {
+    /// An environment variable for every function (wins over everything else).
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Processes per function.
+    pub fn instances(mut self, instances: usize) -> Self {
+        self.instances = instances;
+        self
+    }
+
+    /// Template to use instead of `LATCHKEY_TEMPLATE`.
+    pub fn template(mut self, path: impl Into<PathBuf>) -> Self {
+        self.template = Some(path.into());
+        self
+    }
+
+    /// Folder of function binaries instead of `LATCHKEY_BIN_DIR`.
+    pub fn bin_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(path.into());
+        self
+    }
+
+    /// Emulators to use instead of those named by the environment.
+    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.endpoints = Some(endpoints);
+        self
+    }
+
+    /// Whether to run the `bootstrap` function (default true).
+    pub fn bootstrap(mut self, bootstrap: bool) -> Self {
+        self.bootstrap = bootstrap;
+        self
+    }
+
+    pub async fn start(self) -> Result<TestStack> {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let endpoints = match self.endpoints.clone().or_else(Endpoints::from_env) {
+            Some(endpoints) => endpoints,
+            None => anyhow::bail!(
+                "no emulators: AWS_ENDPOINT_URL_DYNAMODB and LATCHKEY_MOTO_URL are not set; run the tests under \
+                 `latchkey-local test-env -- cargo nextest run`"
+            ),
+        };
+        let template_path = match self.template.clone().or_else(|| var("LATCHKEY_TEMPLATE")) {
+            Some(path) => path,
+            None => Paths::discover(None)?.template(),
+        };
+        let bin_dir = match self.bin_dir.clone().or_else(|| var("LATCHKEY_BIN_DIR")) {
+            Some(path) => path,
+            None => Paths::discover(None)?.default_bin_dir(),
+        };
+        let template = Template::load(&template_path)?;
+        let aws = Aws::local(&endpoints).await;
+        let table_name = format!("t-{:016x}", rand::random::<u64>());
+        let prepared = prepare(&aws, &endpoints, &template, &table_name, &self.env)
+            .await
+            .context("preparing the test stack")?;
+
+        let mut config = GatewayConfig::new(template_path, bin_dir);
+        config.instances = self.instances;
+        config.env = prepared.env.clone();
+        config.url_env = prepared.url_env.clone();
+        config.moto_url = Some(endpoints.moto.clone());
+        config.log_file = var("LATCHKEY_LOG_FILE");
+        let gateway = Gateway::start(config)
+            .await
+            .context("starting the test stack's gateway")?;
+        if self.bootstrap && template.function("bootstrap").is_some() {
+            bootstrap_admin(&gateway).await?;
+        }
+        let public_base_url = match &prepared.url_env {
+            Some(_) => gateway.url(),
+            None => crate::stack::setting(&self.env, "PUBLIC_BASE_URL")
+                .map(|(v, _)| v)
+                .unwrap_or_else(|| gateway.url()),
+        };
+        Ok(TestStack {
+            url: gateway.url(),
+            gateway,
+            table_name,
+            aws,
+            endpoints,
+            admin_email: prepared.admin_email.0,
+            admin_password: prepared.admin_password.0,
+            public_base_url,
+            http: reqwest::Client::new(),
+        })
+    }
+}
