@@ -27,9 +27,24 @@ impl App<SesMailer> {
     pub async fn load() -> Result<Self, InitError> {
         let config = Config::from_env()?;
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let keys = Keys::fetch(&aws_sdk_secretsmanager::Client::new(&sdk), &config.jwt_secret_arn).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), config.table_name.clone());
-        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk), config.sender_email.clone());
-        Ok(Self { config, store, mailer, keys })
+        let keys = Keys::fetch(
+            &aws_sdk_secretsmanager::Client::new(&sdk),
+            &config.jwt_secret_arn,
+        )
+        .await?;
+        let store = Store::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.table_name.clone(),
+        );
+        let mailer = SesMailer::new(
+            aws_sdk_sesv2::Client::new(&sdk),
+            config.sender_email.clone(),
+        );
+        Ok(Self {
+            config,
+            store,
+            mailer,
+            keys,
+        })
     }
 }

@@ -41,7 +41,9 @@ impl Caller {
             return Err(Problem::not_found(what));
         }
         if !self.role().is_manager() {
-            return Err(Problem::forbidden("Only admins can manage users; ask an admin of this tenant."));
+            return Err(Problem::forbidden(
+                "Only admins can manage users; ask an admin of this tenant.",
+            ));
         }
         Ok(())
     }
@@ -51,7 +53,9 @@ impl Caller {
         if self.is_operator() && self.role().is_manager() {
             Ok(())
         } else {
-            Err(Problem::forbidden("Only admins of tenant admin can manage tenants."))
+            Err(Problem::forbidden(
+                "Only admins of tenant admin can manage tenants.",
+            ))
         }
     }
 
@@ -62,16 +66,31 @@ impl Caller {
 }
 
 /// Resolves the bearer token to a current, active caller, or 401.
-pub async fn authenticate(store: &Store, keys: &Keys, bearer: Option<&str>) -> Result<Caller, Problem> {
+pub async fn authenticate(
+    store: &Store,
+    keys: &Keys,
+    bearer: Option<&str>,
+) -> Result<Caller, Problem> {
     let token = bearer.ok_or_else(Problem::unauthorized)?;
     let claims = crate::session::verify(keys, token).map_err(|e| {
         tracing::info!(reason = %e, "session token rejected");
-        Problem::new(Code::Unauthorized, "The session token is invalid or has expired; sign in again.")
+        Problem::new(
+            Code::Unauthorized,
+            "The session token is invalid or has expired; sign in again.",
+        )
     })?;
-    let revoked = || Problem::new(Code::Unauthorized, "This session is no longer valid; sign in again.");
+    let revoked = || {
+        Problem::new(
+            Code::Unauthorized,
+            "This session is no longer valid; sign in again.",
+        )
+    };
     let id = UserId::parse(&claims.sub).ok_or_else(revoked)?;
     let user = store.get_user(&id).await?.ok_or_else(revoked)?;
-    if user.session_version != claims.sv || user.status != UserStatus::Active || user.tenant.as_str() != claims.tid {
+    if user.session_version != claims.sv
+        || user.status != UserStatus::Active
+        || user.tenant.as_str() != claims.tid
+    {
         return Err(revoked());
     }
     Ok(Caller { user })
@@ -101,6 +120,9 @@ mod tests {
                 last_invite_sent_at: None,
                 invite_token_hash: None,
                 spent_invite_token_hash: None,
+                invite_via: None,
+                reset_token_hash: None,
+                reset_expires_at: None,
                 last_delivery: None,
                 invited_by: None,
             },
@@ -127,17 +149,40 @@ mod tests {
             ("acme", Role::Member, "globex", Some(404)),
         ];
         for (ct, role, target, expected) in cases {
-            let got = caller(ct, role).require_manager_of(&tenant(target), "user").err().map(|p| p.status());
+            let got = caller(ct, role)
+                .require_manager_of(&tenant(target), "user")
+                .err()
+                .map(|p| p.status());
             assert_eq!(got, expected, "{ct}/{role} on {target}");
         }
     }
 
     #[test]
     fn only_operator_admins_manage_tenants() {
-        assert!(caller("admin", Role::TeamAdmin).require_operator_admin().is_ok());
-        assert!(caller("admin", Role::Admin).require_operator_admin().is_ok());
-        assert_eq!(caller("admin", Role::Member).require_operator_admin().unwrap_err().status(), 403);
-        assert_eq!(caller("acme", Role::Admin).require_operator_admin().unwrap_err().status(), 403);
+        assert!(
+            caller("admin", Role::TeamAdmin)
+                .require_operator_admin()
+                .is_ok()
+        );
+        assert!(
+            caller("admin", Role::Admin)
+                .require_operator_admin()
+                .is_ok()
+        );
+        assert_eq!(
+            caller("admin", Role::Member)
+                .require_operator_admin()
+                .unwrap_err()
+                .status(),
+            403
+        );
+        assert_eq!(
+            caller("acme", Role::Admin)
+                .require_operator_admin()
+                .unwrap_err()
+                .status(),
+            403
+        );
     }
 
     #[test]

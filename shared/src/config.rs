@@ -72,9 +72,17 @@ fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration,
         None => Ok(Duration::from_secs(default)),
         Some(raw) => match raw.trim().parse::<u64>() {
             Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-            _ => Err(ConfigError::Invalid { name, reason: format!("expected a positive number of seconds, got {raw:?}") }),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected a positive number of seconds, got {raw:?}"),
+            }),
         },
     }
+}
+
+/// For functions that need only the table (the sweep): no secret, no mail settings.
+pub fn table_name() -> Result<String, ConfigError> {
+    required(&ProcessEnv, "TABLE_NAME")
 }
 
 impl Config {
@@ -84,16 +92,23 @@ impl Config {
 
     pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
         let sender_raw = required(env, "SENDER_EMAIL")?;
-        let sender_email = Email::parse(&sender_raw)
-            .map_err(|e| ConfigError::Invalid { name: "SENDER_EMAIL", reason: e.to_string() })?;
+        let sender_email = Email::parse(&sender_raw).map_err(|e| ConfigError::Invalid {
+            name: "SENDER_EMAIL",
+            reason: e.to_string(),
+        })?;
         let links = match (env.get("PUBLIC_BASE_URL"), env.get("PUBLIC_DOMAIN")) {
             (Some(base), _) => {
                 if !(base.starts_with("http://") || base.starts_with("https://")) {
-                    return Err(ConfigError::Invalid { name: "PUBLIC_BASE_URL", reason: "must start with http:// or https://".into() });
+                    return Err(ConfigError::Invalid {
+                        name: "PUBLIC_BASE_URL",
+                        reason: "must start with http:// or https://".into(),
+                    });
                 }
                 LinkBase::Fixed(base)
             }
-            (None, Some(domain)) => LinkBase::PerTenant { domain: domain.trim_matches('.').to_owned() },
+            (None, Some(domain)) => LinkBase::PerTenant {
+                domain: domain.trim_matches('.').to_owned(),
+            },
             (None, None) => return Err(ConfigError::Missing("PUBLIC_DOMAIN")),
         };
         let invite_mail_per_hour = match env.get("INVITE_MAIL_PER_HOUR") {
@@ -135,12 +150,20 @@ mod tests {
         let config = Config::from(&base()).unwrap();
         assert_eq!(config.invite_ttl, Duration::from_secs(604_800));
         assert_eq!(config.reset_ttl, Duration::from_secs(3600));
-        assert_eq!(config.links.for_tenant(&TenantId::parse("acme").unwrap()), "https://acme.example.com");
+        assert_eq!(
+            config.links.for_tenant(&TenantId::parse("acme").unwrap()),
+            "https://acme.example.com"
+        );
     }
 
     #[test]
     fn each_missing_variable_is_named() {
-        for name in ["TABLE_NAME", "SENDER_EMAIL", "JWT_SECRET_ARN", "PUBLIC_DOMAIN"] {
+        for name in [
+            "TABLE_NAME",
+            "SENDER_EMAIL",
+            "JWT_SECRET_ARN",
+            "PUBLIC_DOMAIN",
+        ] {
             let mut env = base();
             env.remove(name);
             assert_eq!(Config::from(&env).unwrap_err(), ConfigError::Missing(name));
@@ -151,7 +174,13 @@ mod tests {
     fn malformed_ttl_is_refused_with_its_name() {
         let mut env = base();
         env.insert("INVITE_TTL_SECONDS", "soon");
-        assert!(matches!(Config::from(&env), Err(ConfigError::Invalid { name: "INVITE_TTL_SECONDS", .. })));
+        assert!(matches!(
+            Config::from(&env),
+            Err(ConfigError::Invalid {
+                name: "INVITE_TTL_SECONDS",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -159,6 +188,9 @@ mod tests {
         let mut env = base();
         env.insert("PUBLIC_BASE_URL", "http://127.0.0.1:9000/");
         let config = Config::from(&env).unwrap();
-        assert_eq!(config.links.for_tenant(&TenantId::admin()), "http://127.0.0.1:9000");
+        assert_eq!(
+            config.links.for_tenant(&TenantId::admin()),
+            "http://127.0.0.1:9000"
+        );
     }
 }

@@ -303,13 +303,25 @@ mod tests {
             ("", EmailError::Empty),
             ("   ", EmailError::Empty),
             (&long_local, EmailError::TooLong),
-            ("ada@example.com\r\nBcc: x@evil.test", EmailError::ControlCharacter),
+            (
+                "ada@example.com\r\nBcc: x@evil.test",
+                EmailError::ControlCharacter,
+            ),
             ("ada@exa\nmple.com", EmailError::ControlCharacter),
             ("no-at-sign", EmailError::Invalid("no-at-sign".into())),
             ("ada@localhost", EmailError::Invalid("ada@localhost".into())),
-            ("Ada <ada@example.com>", EmailError::Invalid("Ada <ada@example.com>".into())),
-            ("ada@[127.0.0.1]", EmailError::Invalid("ada@[127.0.0.1]".into())),
-            ("<script>@x.com", EmailError::Invalid("<script>@x.com".into())),
+            (
+                "Ada <ada@example.com>",
+                EmailError::Invalid("Ada <ada@example.com>".into()),
+            ),
+            (
+                "ada@[127.0.0.1]",
+                EmailError::Invalid("ada@[127.0.0.1]".into()),
+            ),
+            (
+                "<script>@x.com",
+                EmailError::Invalid("<script>@x.com".into()),
+            ),
         ];
         for (raw, expected) in cases {
             assert_eq!(Email::parse(raw).as_ref(), Err(expected), "input {raw:?}");
@@ -327,7 +339,16 @@ mod tests {
         for ok in ["acme", "acme-corp", "a1b", "admin"] {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "ab", "-acme", "acme-", "Acme", "ac_me", "a.b.c", "x".repeat(41).as_str()] {
+        for bad in [
+            "",
+            "ab",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac_me",
+            "a.b.c",
+            "x".repeat(41).as_str(),
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -345,8 +366,14 @@ mod tests {
     #[test]
     fn team_admin_exists_only_in_the_admin_tenant() {
         let acme = TenantId::parse("acme").unwrap();
-        assert_eq!(Role::parse_for("team_admin", &acme), Err(RoleError::NotInTenant));
-        assert_eq!(Role::parse_for("team_admin", &TenantId::admin()), Ok(Role::TeamAdmin));
+        assert_eq!(
+            Role::parse_for("team_admin", &acme),
+            Err(RoleError::NotInTenant)
+        );
+        assert_eq!(
+            Role::parse_for("team_admin", &TenantId::admin()),
+            Ok(Role::TeamAdmin)
+        );
         assert_eq!(Role::parse_for("Admin", &acme), Ok(Role::Admin));
         assert!(matches!(Role::parse("owner"), Err(RoleError::Unknown(_))));
     }

@@ -36,7 +36,10 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::new(Code::MalformedJson, "The request body is empty; send a JSON object."));
+        return Err(Problem::new(
+            Code::MalformedJson,
+            "The request body is empty; send a JSON object.",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = T::deserialize(&mut de).map_err(json_problem)?;
@@ -49,7 +52,10 @@ fn json_problem(err: serde_json::Error) -> Problem {
     match err.classify() {
         Category::Data => Problem::new(
             Code::ValidationFailed,
-            format!("The body does not have the expected shape: {}.", strip_position(&err)),
+            format!(
+                "The body does not have the expected shape: {}.",
+                strip_position(&err)
+            ),
         ),
         Category::Syntax | Category::Eof | Category::Io => Problem::new(
             Code::MalformedJson,
@@ -115,7 +121,11 @@ pub fn empty(status: u16) -> Response<Body> {
 }
 
 pub fn problem(problem: &Problem) -> Response<Body> {
-    let mut resp = with_body(problem.status(), "application/problem+json", Body::Text(problem.to_json()));
+    let mut resp = with_body(
+        problem.status(),
+        "application/problem+json",
+        Body::Text(problem.to_json()),
+    );
     if let Some(secs) = problem.retry_after
         && let Ok(value) = HeaderValue::from_str(&secs.to_string())
     {
@@ -130,7 +140,10 @@ fn with_body(status: u16, content_type: &'static str, body: Body) -> Response<Bo
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -142,7 +155,11 @@ pub fn respond(result: HttpResult) -> Response<Body> {
             if p.status() >= 500 {
                 tracing::warn!(code = p.code.as_str(), "request failed");
             } else {
-                tracing::info!(code = p.code.as_str(), status = p.status(), "request refused");
+                tracing::info!(
+                    code = p.code.as_str(),
+                    status = p.status(),
+                    "request refused"
+                );
             }
             problem(&p)
         }
@@ -161,7 +178,10 @@ pub fn page_limit(req: &Request) -> Result<i32, Problem> {
         None => Ok(50),
         Some(raw) => match raw.parse::<i32>() {
             Ok(n) if (1..=100).contains(&n) => Ok(n),
-            _ => Err(Problem::new(Code::ValidationFailed, "limit must be a whole number from 1 to 100.")),
+            _ => Err(Problem::new(
+                Code::ValidationFailed,
+                "limit must be a whole number from 1 to 100.",
+            )),
         },
     }
 }

@@ -55,7 +55,11 @@ impl SesMailer {
 }
 
 fn content(text: &str) -> Result<Content, MailError> {
-    Content::builder().data(text).charset("UTF-8").build().map_err(|e| MailError::Template(e.to_string()))
+    Content::builder()
+        .data(text)
+        .charset("UTF-8")
+        .build()
+        .map_err(|e| MailError::Template(e.to_string()))
 }
 
 impl Mailer for SesMailer {
@@ -63,13 +67,22 @@ impl Mailer for SesMailer {
         use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
         let message = Message::builder()
             .subject(content(&mail.subject)?)
-            .body(Body::builder().html(content(&mail.html)?).text(content(&mail.text)?).build())
+            .body(
+                Body::builder()
+                    .html(content(&mail.html)?)
+                    .text(content(&mail.text)?)
+                    .build(),
+            )
             .build();
         let result = self
             .client
             .send_email()
             .from_email_address(self.from.as_str())
-            .destination(Destination::builder().to_addresses(mail.to.as_str()).build())
+            .destination(
+                Destination::builder()
+                    .to_addresses(mail.to.as_str())
+                    .build(),
+            )
             .content(EmailContent::builder().simple(message).build())
             .send()
             .await;
@@ -79,13 +92,22 @@ impl Mailer for SesMailer {
                 let code = e.err().code().unwrap_or("Unknown").to_owned();
                 let message = e.err().message().unwrap_or_default().to_owned();
                 let text = format!("{code}: {message}");
-                if matches!(code.as_str(), "TooManyRequestsException" | "LimitExceededException" | "Throttling" | "ServiceUnavailable") || e.raw().status().as_u16() >= 500 {
+                if matches!(
+                    code.as_str(),
+                    "TooManyRequestsException"
+                        | "LimitExceededException"
+                        | "Throttling"
+                        | "ServiceUnavailable"
+                ) || e.raw().status().as_u16() >= 500
+                {
                     Err(MailError::Unavailable(text))
                 } else {
                     Err(MailError::Rejected(text))
                 }
             }
-            Err(other) => Err(MailError::Unavailable(aws_sdk_sesv2::error::DisplayErrorContext(other).to_string())),
+            Err(other) => Err(MailError::Unavailable(
+                aws_sdk_sesv2::error::DisplayErrorContext(other).to_string(),
+            )),
         }
     }
 }
@@ -99,7 +121,8 @@ fn templates() -> &'static Environment<'static> {
             ("invite.html", include_str!("../templates/mail/invite.html")),
             ("invite.txt", include_str!("../templates/mail/invite.txt")),
         ] {
-            env.add_template(name, source).expect("mail templates are valid");
+            env.add_template(name, source)
+                .expect("mail templates are valid");
         }
         env
     })
@@ -129,7 +152,10 @@ pub fn render_invitation(inv: &Invitation<'_>) -> Result<OutgoingMail, MailError
         expires_at => human_time(inv.expires_at),
     };
     let render = |name: &str| {
-        templates().get_template(name).and_then(|t| t.render(&ctx)).map_err(|e| MailError::Template(e.to_string()))
+        templates()
+            .get_template(name)
+            .and_then(|t| t.render(&ctx))
+            .map_err(|e| MailError::Template(e.to_string()))
     };
     Ok(OutgoingMail {
         to: inv.to.clone(),

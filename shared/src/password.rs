@@ -1,6 +1,8 @@
 //! Password policy and argon2id hashing (PHC strings; OWASP's first recommended setting).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 pub const MIN_LEN: usize = 12;
@@ -17,7 +19,9 @@ impl std::fmt::Debug for Password {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordError {
-    #[error("Use at least {MIN_LEN} characters; a passphrase of a few words is easiest to remember.")]
+    #[error(
+        "Use at least {MIN_LEN} characters; a passphrase of a few words is easiest to remember."
+    )]
     TooShort,
     #[error("Use at most {MAX_LEN} characters.")]
     TooLong,
@@ -67,15 +71,18 @@ pub fn hash(password: &Password) -> Result<String, HashError> {
 /// that an unknown account costs the same time as a known one (no enumeration by timing).
 pub fn verify(candidate: &str, stored: Option<&str>) -> bool {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| {
-        hash(&Password("dummy-password-for-timing".into())).unwrap_or_default()
-    });
+    let dummy = DUMMY
+        .get_or_init(|| hash(&Password("dummy-password-for-timing".into())).unwrap_or_default());
     let (phc, real) = match stored {
         Some(s) => (s, true),
         None => (dummy.as_str(), false),
     };
-    let Ok(parsed) = PasswordHash::new(phc) else { return false };
-    let ok = hasher().verify_password(candidate.as_bytes(), &parsed).is_ok();
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let ok = hasher()
+        .verify_password(candidate.as_bytes(), &parsed)
+        .is_ok();
     ok && real
 }
 
@@ -92,7 +99,12 @@ mod tests {
             (&"x".repeat(257)[..], Err(PasswordError::TooLong)),
         ];
         for (raw, expected) in cases {
-            assert_eq!(Password::parse(raw, None).map(|_| ()), expected, "len {}", raw.len());
+            assert_eq!(
+                Password::parse(raw, None).map(|_| ()),
+                expected,
+                "len {}",
+                raw.len()
+            );
         }
     }
 

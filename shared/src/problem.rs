@@ -23,6 +23,10 @@ pub enum Code {
     ForbiddenRole,
     NotFound,
     TenantExists,
+    UserActive,
+    UserNotActive,
+    LastTeamAdmin,
+    Conflict,
     AlreadyExists,
     TokenInvalid,
     TokenExpired,
@@ -50,6 +54,10 @@ impl Code {
             Self::ForbiddenRole => "forbidden_role",
             Self::NotFound => "not_found",
             Self::TenantExists => "tenant_exists",
+            Self::UserActive => "user_active",
+            Self::UserNotActive => "user_not_active",
+            Self::LastTeamAdmin => "last_team_admin",
+            Self::Conflict => "conflict",
             Self::AlreadyExists => "already_exists",
             Self::TokenInvalid => "token_invalid",
             Self::TokenExpired => "token_expired",
@@ -73,7 +81,13 @@ impl Code {
             Self::Unauthorized | Self::InvalidCredentials => 401,
             Self::Forbidden | Self::ForbiddenRole => 403,
             Self::NotFound => 404,
-            Self::TenantExists | Self::AlreadyExists | Self::TokenUsed => 409,
+            Self::TenantExists
+            | Self::AlreadyExists
+            | Self::TokenUsed
+            | Self::UserActive
+            | Self::UserNotActive
+            | Self::LastTeamAdmin
+            | Self::Conflict => 409,
             Self::TokenExpired => 410,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
@@ -100,6 +114,10 @@ impl Code {
             Self::ForbiddenRole => "Not allowed to assign this role",
             Self::NotFound => "Not found",
             Self::TenantExists => "The tenant already exists",
+            Self::UserActive => "The user is already active",
+            Self::UserNotActive => "The user has not accepted the invitation yet",
+            Self::LastTeamAdmin => "The last team_admin cannot be removed",
+            Self::Conflict => "Changed at the same time",
             Self::AlreadyExists => "The user already exists",
             Self::TokenInvalid => "The link is not valid",
             Self::TokenExpired => "The link has expired",
@@ -132,7 +150,11 @@ struct ProblemBody<'a> {
 
 impl Problem {
     pub fn new(code: Code, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), retry_after: None }
+        Self {
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
 
     pub fn retry_after(mut self, seconds: u64) -> Self {
@@ -141,7 +163,10 @@ impl Problem {
     }
 
     pub fn internal() -> Self {
-        Self::new(Code::Internal, "Something went wrong on our side. Try again in a moment.")
+        Self::new(
+            Code::Internal,
+            "Something went wrong on our side. Try again in a moment.",
+        )
     }
 
     pub fn unavailable() -> Self {
@@ -160,7 +185,10 @@ impl Problem {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(Code::NotFound, format!("No {what} with that id exists, or you cannot see it."))
+        Self::new(
+            Code::NotFound,
+            format!("No {what} with that id exists, or you cannot see it."),
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -202,7 +230,8 @@ mod tests {
     #[test]
     fn problem_json_has_the_rfc_9457_members_and_the_code() {
         let json: serde_json::Value =
-            serde_json::from_str(&Problem::new(Code::TokenExpired, "Ask again.").to_json()).unwrap();
+            serde_json::from_str(&Problem::new(Code::TokenExpired, "Ask again.").to_json())
+                .unwrap();
         assert_eq!(json["status"], 410);
         assert_eq!(json["code"], "token_expired");
         assert_eq!(json["detail"], "Ask again.");

@@ -30,10 +30,16 @@ pub enum SecretError {
 
 impl Keys {
     pub fn derive(master: &[u8]) -> Self {
-        Self { jwt: derive(master, b"latchkey/jwt/v1"), token: derive(master, b"latchkey/token/v1") }
+        Self {
+            jwt: derive(master, b"latchkey/jwt/v1"),
+            token: derive(master, b"latchkey/token/v1"),
+        }
     }
 
-    pub async fn fetch(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<Self, SecretError> {
+    pub async fn fetch(
+        client: &aws_sdk_secretsmanager::Client,
+        arn: &str,
+    ) -> Result<Self, SecretError> {
         let out = client
             .get_secret_value()
             .secret_id(arn)
@@ -43,7 +49,9 @@ impl Keys {
                 arn: arn.to_owned(),
                 detail: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
             })?;
-        let value = out.secret_string().ok_or_else(|| SecretError::Empty(arn.to_owned()))?;
+        let value = out
+            .secret_string()
+            .ok_or_else(|| SecretError::Empty(arn.to_owned()))?;
         if value.len() < 32 {
             return Err(SecretError::TooShort(arn.to_owned()));
         }

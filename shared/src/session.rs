@@ -29,7 +29,14 @@ pub enum SessionError {
     Rejected(jsonwebtoken::errors::Error),
 }
 
-pub fn issue(keys: &Keys, user_id: &str, tenant: &str, session_version: u64, now: DateTime<Utc>, ttl: std::time::Duration) -> Result<(String, DateTime<Utc>), SessionError> {
+pub fn issue(
+    keys: &Keys,
+    user_id: &str,
+    tenant: &str,
+    session_version: u64,
+    now: DateTime<Utc>,
+    ttl: std::time::Duration,
+) -> Result<(String, DateTime<Utc>), SessionError> {
     let exp = now + chrono::Duration::seconds(ttl.as_secs() as i64);
     let claims = Claims {
         sub: user_id.to_owned(),
@@ -40,8 +47,12 @@ pub fn issue(keys: &Keys, user_id: &str, tenant: &str, session_version: u64, now
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
     };
-    let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&keys.jwt))
-        .map_err(SessionError::Encode)?;
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&keys.jwt),
+    )
+    .map_err(SessionError::Encode)?;
     Ok((token, exp))
 }
 
@@ -67,9 +78,20 @@ mod tests {
 
     #[test]
     fn an_issued_token_verifies_with_its_claims() {
-        let (token, _) = issue(&keys(), "u1", "acme", 3, Utc::now(), Duration::from_secs(60)).unwrap();
+        let (token, _) = issue(
+            &keys(),
+            "u1",
+            "acme",
+            3,
+            Utc::now(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let claims = verify(&keys(), &token).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.tid.as_str(), claims.sv), ("u1", "acme", 3));
+        assert_eq!(
+            (claims.sub.as_str(), claims.tid.as_str(), claims.sv),
+            ("u1", "acme", 3)
+        );
     }
 
     #[test]
@@ -82,7 +104,8 @@ mod tests {
     #[test]
     fn tokens_signed_with_another_key_are_rejected() {
         let other = Keys::derive(b"another-master-secret-of-32-bytes!!");
-        let (token, _) = issue(&other, "u1", "acme", 0, Utc::now(), Duration::from_secs(60)).unwrap();
+        let (token, _) =
+            issue(&other, "u1", "acme", 0, Utc::now(), Duration::from_secs(60)).unwrap();
         assert!(verify(&keys(), &token).is_err());
     }
 
@@ -105,8 +128,21 @@ mod tests {
     fn wrong_audience_or_issuer_is_rejected() {
         let now = Utc::now().timestamp();
         for (iss, aud) in [("someone-else", AUDIENCE), (ISSUER, "other-api")] {
-            let claims = Claims { sub: "u".into(), tid: "t".into(), sv: 0, iat: now, exp: now + 600, iss: iss.into(), aud: aud.into() };
-            let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&keys().jwt)).unwrap();
+            let claims = Claims {
+                sub: "u".into(),
+                tid: "t".into(),
+                sv: 0,
+                iat: now,
+                exp: now + 600,
+                iss: iss.into(),
+                aud: aud.into(),
+            };
+            let token = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(&keys().jwt),
+            )
+            .unwrap();
             assert!(verify(&keys(), &token).is_err());
         }
     }

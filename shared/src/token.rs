@@ -63,7 +63,10 @@ impl LinkToken {
     pub fn generate(user: &UserId) -> Self {
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
-        Self { user: user.clone(), secret }
+        Self {
+            user: user.clone(),
+            secret,
+        }
     }
 
     /// Parses the exact shape `generate` produces; anything else is `None`.
@@ -83,7 +86,10 @@ impl LinkToken {
     }
 
     pub fn hash(&self, keys: &Keys, purpose: Purpose) -> TokenHash {
-        let mac = hmac(&keys.token, &[purpose.label(), self.user.as_str().as_bytes(), &self.secret]);
+        let mac = hmac(
+            &keys.token,
+            &[purpose.label(), self.user.as_str().as_bytes(), &self.secret],
+        );
         TokenHash(b64url(&mac))
     }
 
@@ -105,15 +111,24 @@ mod tests {
     fn a_token_round_trips_and_hashes_the_same() {
         let token = LinkToken::generate(&UserId::generate());
         let parsed = LinkToken::parse(&token.expose()).unwrap();
-        assert_eq!(token.hash(&keys(), Purpose::Invite), parsed.hash(&keys(), Purpose::Invite));
+        assert_eq!(
+            token.hash(&keys(), Purpose::Invite),
+            parsed.hash(&keys(), Purpose::Invite)
+        );
     }
 
     #[test]
     fn the_hash_depends_on_purpose_and_key() {
         let token = LinkToken::generate(&UserId::generate());
-        assert_ne!(token.hash(&keys(), Purpose::Invite), token.hash(&keys(), Purpose::Reset));
+        assert_ne!(
+            token.hash(&keys(), Purpose::Invite),
+            token.hash(&keys(), Purpose::Reset)
+        );
         let other = Keys::derive(b"another-master-secret-of-32-bytes!!");
-        assert_ne!(token.hash(&keys(), Purpose::Invite), token.hash(&other, Purpose::Invite));
+        assert_ne!(
+            token.hash(&keys(), Purpose::Invite),
+            token.hash(&other, Purpose::Invite)
+        );
     }
 
     #[test]
@@ -121,13 +136,26 @@ mod tests {
         let token = LinkToken::generate(&UserId::generate());
         let exposed = token.expose();
         let secret_part = exposed.split_once('.').unwrap().1;
-        assert!(!token.hash(&keys(), Purpose::Invite).as_str().contains(secret_part));
+        assert!(
+            !token
+                .hash(&keys(), Purpose::Invite)
+                .as_str()
+                .contains(secret_part)
+        );
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
         let id = UserId::generate();
-        for bad in ["", ".", "abc", &format!("{id}."), &format!("{id}.short"), &format!("{id}.{}", "a".repeat(44)), "x.y.z"] {
+        for bad in [
+            "",
+            ".",
+            "abc",
+            &format!("{id}."),
+            &format!("{id}.short"),
+            &format!("{id}.{}", "a".repeat(44)),
+            "x.y.z",
+        ] {
             assert!(LinkToken::parse(bad).is_none(), "{bad:?}");
         }
     }

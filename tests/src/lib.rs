@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use rand::Rng;
 pub use latchkey_local::testing::TestStack;
+use rand::Rng;
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "a long enough passphrase";
@@ -28,15 +28,27 @@ impl Resp {
     }
 
     pub fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// Asserts a problem response with this status and code, and returns it for more checks.
     #[track_caller]
     pub fn assert_problem(&self, status: u16, code: &str) -> &Self {
-        assert_eq!((self.status, self.code()), (status, code), "body: {}", self.text);
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "body: {}",
+            self.text
+        );
         assert_eq!(self.content_type(), "application/problem+json");
-        assert!(self.json["detail"].as_str().is_some_and(|d| !d.is_empty()), "a problem says what to do: {}", self.text);
+        assert!(
+            self.json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "a problem says what to do: {}",
+            self.text
+        );
         self
     }
 }
@@ -52,15 +64,28 @@ impl Api {
     }
 
     pub fn at(base: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
-        Self { base: base.trim_end_matches('/').to_owned(), http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        }
     }
 
     pub fn base(&self) -> &str {
         &self.base
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Result<Resp> {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Resp> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -68,51 +93,96 @@ impl Api {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let resp = req.body(body).send().await.context("request to the local gateway")?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .context("request to the local gateway")?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp { status, headers, text, json })
+        Ok(Resp {
+            status,
+            headers,
+            text,
+            json,
+        })
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
-        self.send(reqwest::Method::POST, path, token, Some("application/json"), serde_json::to_vec(body).unwrap()).await.unwrap()
+        self.send(
+            reqwest::Method::POST,
+            path,
+            token,
+            Some("application/json"),
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+        .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
-        self.send(reqwest::Method::GET, path, token, None, vec![]).await.unwrap()
+        self.send(reqwest::Method::GET, path, token, None, vec![])
+            .await
+            .unwrap()
     }
 
     pub async fn sign_in(&self, tenant: &str, email: &str, password: &str) -> Resp {
-        self.post("/v1/sessions", None, &json!({"tenant": tenant, "email": email, "password": password})).await
+        self.post(
+            "/v1/sessions",
+            None,
+            &json!({"tenant": tenant, "email": email, "password": password}),
+        )
+        .await
     }
 
     /// Signs in and returns the session token, failing the test otherwise.
     pub async fn token(&self, tenant: &str, email: &str, password: &str) -> String {
         let resp = self.sign_in(tenant, email, password).await;
-        assert_eq!(resp.status, 200, "sign-in of {email} into {tenant}: {}", resp.text);
+        assert_eq!(
+            resp.status, 200,
+            "sign-in of {email} into {tenant}: {}",
+            resp.text
+        );
         resp.json["token"].as_str().expect("token").to_owned()
     }
 
     pub async fn admin_token(&self, stack: &TestStack) -> String {
-        self.token("admin", stack.admin_email(), stack.admin_password()).await
+        self.token("admin", stack.admin_email(), stack.admin_password())
+            .await
     }
 
     /// Creates a customer tenant with a unique subdomain and returns its id.
     pub async fn create_tenant(&self, token: &str) -> String {
         let subdomain = unique("t");
-        let resp = self.post("/v1/tenants", Some(token), &json!({"name": format!("Tenant {subdomain}"), "subdomain": subdomain})).await;
+        let resp = self
+            .post(
+                "/v1/tenants",
+                Some(token),
+                &json!({"name": format!("Tenant {subdomain}"), "subdomain": subdomain}),
+            )
+            .await;
         assert_eq!(resp.status, 201, "create tenant: {}", resp.text);
         resp.json["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn invite(&self, token: &str, tenant: &str, rows: Value) -> Resp {
-        self.post(&format!("/v1/tenants/{tenant}/invitations"), Some(token), &json!({"invitations": rows, "send_email": true})).await
+        self.post(
+            &format!("/v1/tenants/{tenant}/invitations"),
+            Some(token),
+            &json!({"invitations": rows, "send_email": true}),
+        )
+        .await
     }
 
     pub async fn accept(&self, invite_token: &str, password: &str) -> Resp {
-        self.post("/v1/invitations/accept", None, &json!({"token": invite_token, "password": password})).await
+        self.post(
+            "/v1/invitations/accept",
+            None,
+            &json!({"token": invite_token, "password": password}),
+        )
+        .await
     }
 }
 
@@ -131,7 +201,10 @@ pub fn link_in(body: &str, page: &str) -> Option<(String, String)> {
     let marker = format!("/{page}#token=");
     let at = body.find(&marker)?;
     let start = body[..at].rfind("http")?;
-    let end = body[at..].find(|c: char| c.is_whitespace() || c == '"' || c == '<').map(|i| at + i).unwrap_or(body.len());
+    let end = body[at..]
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .map(|i| at + i)
+        .unwrap_or(body.len());
     let link = body[start..end].to_owned();
     let token = link.split_once("#token=")?.1.to_owned();
     Some((link, token))
@@ -151,11 +224,26 @@ pub async fn mailed_link(stack: &TestStack, to: &str, page: &str) -> Result<(Str
 }
 
 /// Invites one person into `tenant` and accepts the invitation; returns (email, user id).
-pub async fn invite_and_accept(stack: &TestStack, api: &Api, token: &str, tenant: &str, role: &str) -> (String, String) {
+pub async fn invite_and_accept(
+    stack: &TestStack,
+    api: &Api,
+    token: &str,
+    tenant: &str,
+    role: &str,
+) -> (String, String) {
     let email = unique_email(role);
-    let resp = api.invite(token, tenant, json!([{"email": email, "role": role}])).await;
-    assert_eq!(resp.json["results"][0]["status"], "invited", "{}", resp.text);
-    let user_id = resp.json["results"][0]["user_id"].as_str().unwrap().to_owned();
+    let resp = api
+        .invite(token, tenant, json!([{"email": email, "role": role}]))
+        .await;
+    assert_eq!(
+        resp.json["results"][0]["status"], "invited",
+        "{}",
+        resp.text
+    );
+    let user_id = resp.json["results"][0]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, invite_token) = mailed_link(stack, &email, "accept-invite").await.unwrap();
     let accepted = api.accept(&invite_token, PASSWORD).await;
     assert_eq!(accepted.status, 200, "{}", accepted.text);
@@ -163,12 +251,20 @@ pub async fn invite_and_accept(stack: &TestStack, api: &Api, token: &str, tenant
 }
 
 /// Every item in the table, as JSON-ish strings, for "nothing half-written" checks.
-pub async fn scan_table(stack: &TestStack) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+pub async fn scan_table(
+    stack: &TestStack,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     let client = stack.dynamodb_client();
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let out = client.scan().table_name(stack.table_name()).set_exclusive_start_key(start).send().await.expect("scan");
+        let out = client
+            .scan()
+            .table_name(stack.table_name())
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
         items.extend(out.items().iter().cloned());
         start = out.last_evaluated_key().cloned();
         if start.is_none() {
@@ -180,5 +276,13 @@ pub async fn scan_table(stack: &TestStack) -> Vec<std::collections::HashMap<Stri
 
 /// Items whose key starts with `prefix` (e.g. `USER#`, `EMAIL#`).
 pub async fn items_with_prefix(stack: &TestStack, prefix: &str) -> usize {
-    scan_table(stack).await.iter().filter(|i| i.get("PK").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with(prefix))).count()
+    scan_table(stack)
+        .await
+        .iter()
+        .filter(|i| {
+            i.get("PK")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with(prefix))
+        })
+        .count()
 }

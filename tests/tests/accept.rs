@@ -19,7 +19,9 @@ async fn a_weak_password_is_refused_and_the_link_still_works() {
     let (_, email, token) = invited(&stack, &api).await;
 
     for weak in ["short", &"x".repeat(257), &email] {
-        api.accept(&token, weak).await.assert_problem(400, "weak_password");
+        api.accept(&token, weak)
+            .await
+            .assert_problem(400, "weak_password");
     }
 
     assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
@@ -32,9 +34,15 @@ async fn an_invitation_link_works_once() {
     let (tenant, email, token) = invited(&stack, &api).await;
     assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
 
-    api.accept(&token, "another long passphrase").await.assert_problem(409, "token_used");
+    api.accept(&token, "another long passphrase")
+        .await
+        .assert_problem(409, "token_used");
 
-    assert_eq!(api.sign_in(&tenant, &email, PASSWORD).await.status, 200, "the first password stands");
+    assert_eq!(
+        api.sign_in(&tenant, &email, PASSWORD).await.status,
+        200,
+        "the first password stands"
+    );
 }
 
 #[tokio::test]
@@ -46,9 +54,22 @@ async fn two_concurrent_accepts_of_one_link_let_exactly_one_win() {
 
     let results = futures::future::join_all(passwords.iter().map(|p| api.accept(&token, p))).await;
 
-    let winners: Vec<_> = results.iter().zip(&passwords).filter(|(r, _)| r.status == 200).collect();
-    assert_eq!(winners.len(), 1, "{:?}", results.iter().map(|r| &r.text).collect::<Vec<_>>());
-    for (resp, _) in results.iter().zip(&passwords).filter(|(r, _)| r.status != 200) {
+    let winners: Vec<_> = results
+        .iter()
+        .zip(&passwords)
+        .filter(|(r, _)| r.status == 200)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{:?}",
+        results.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    for (resp, _) in results
+        .iter()
+        .zip(&passwords)
+        .filter(|(r, _)| r.status != 200)
+    {
         resp.assert_problem(409, "token_used");
     }
     assert_eq!(api.sign_in(&tenant, &email, winners[0].1).await.status, 200);
@@ -56,7 +77,11 @@ async fn two_concurrent_accepts_of_one_link_let_exactly_one_win() {
 
 #[tokio::test]
 async fn an_expired_invitation_says_to_ask_for_a_new_one() {
-    let stack = TestStack::builder().env("INVITE_TTL_SECONDS", "1").start().await.unwrap();
+    let stack = TestStack::builder()
+        .env("INVITE_TTL_SECONDS", "1")
+        .start()
+        .await
+        .unwrap();
     let api = Api::new(&stack);
     let (_, _, token) = invited(&stack, &api).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
@@ -64,7 +89,12 @@ async fn an_expired_invitation_says_to_ask_for_a_new_one() {
     let resp = api.accept(&token, PASSWORD).await;
 
     resp.assert_problem(410, "token_expired");
-    assert!(resp.json["detail"].as_str().unwrap().contains("new invitation"));
+    assert!(
+        resp.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("new invitation")
+    );
 }
 
 #[tokio::test]
@@ -73,5 +103,7 @@ async fn an_invited_user_cannot_sign_in_before_accepting() {
     let api = Api::new(&stack);
     let (tenant, email, _) = invited(&stack, &api).await;
 
-    api.sign_in(&tenant, &email, PASSWORD).await.assert_problem(401, "invalid_credentials");
+    api.sign_in(&tenant, &email, PASSWORD)
+        .await
+        .assert_problem(401, "invalid_credentials");
 }

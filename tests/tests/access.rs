@@ -7,9 +7,17 @@ use serde_json::json;
 async fn requests_without_a_valid_session_get_401() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    for token in [None, Some("not-a-jwt"), Some("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")] {
-        api.get("/v1/tenants", token).await.assert_problem(401, "unauthorized");
-        api.invite(token.unwrap_or(""), "admin", json!([{"email": "a@b.co"}])).await.assert_problem(401, "unauthorized");
+    for token in [
+        None,
+        Some("not-a-jwt"),
+        Some("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."),
+    ] {
+        api.get("/v1/tenants", token)
+            .await
+            .assert_problem(401, "unauthorized");
+        api.invite(token.unwrap_or(""), "admin", json!([{"email": "a@b.co"}]))
+            .await
+            .assert_problem(401, "unauthorized");
     }
 }
 
@@ -17,9 +25,15 @@ async fn requests_without_a_valid_session_get_401() {
 async fn wrong_password_unknown_email_and_wrong_tenant_get_the_same_answer() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let wrong_password = api.sign_in("admin", stack.admin_email(), "not the password at all").await;
-    let unknown_email = api.sign_in("admin", &unique_email("nobody"), "not the password at all").await;
-    let wrong_tenant = api.sign_in("acme", stack.admin_email(), stack.admin_password()).await;
+    let wrong_password = api
+        .sign_in("admin", stack.admin_email(), "not the password at all")
+        .await;
+    let unknown_email = api
+        .sign_in("admin", &unique_email("nobody"), "not the password at all")
+        .await;
+    let wrong_tenant = api
+        .sign_in("acme", stack.admin_email(), stack.admin_password())
+        .await;
 
     wrong_password.assert_problem(401, "invalid_credentials");
     assert_eq!(wrong_password.text, unknown_email.text);
@@ -37,15 +51,43 @@ async fn a_customer_admin_manages_their_tenant_and_cannot_see_others() {
     let (acme_admin, _) = invite_and_accept(&stack, &api, &operator, &acme, "admin").await;
     let token = api.token(&acme, &acme_admin, PASSWORD).await;
 
-    assert_eq!(api.get(&format!("/v1/tenants/{acme}/users"), Some(&token)).await.status, 200);
-    assert_eq!(api.invite(&token, &acme, json!([{"email": unique_email("ok")}])).await.status, 200);
-    api.get(&format!("/v1/tenants/{globex}/users"), Some(&token)).await.assert_problem(404, "not_found");
-    api.get(&format!("/v1/users/{globex_user}"), Some(&token)).await.assert_problem(404, "not_found");
-    api.invite(&token, &globex, json!([{"email": unique_email("no")}])).await.assert_problem(404, "not_found");
-    api.get("/v1/tenants/admin/users", Some(&token)).await.assert_problem(404, "not_found");
-    api.get("/v1/tenants", Some(&token)).await.assert_problem(403, "forbidden");
-    let unknown = api.get("/v1/tenants/no-such-tenant/users", Some(&token)).await;
-    assert_eq!(unknown.text, api.get(&format!("/v1/tenants/{globex}/users"), Some(&token)).await.text, "another tenant looks exactly like no tenant");
+    assert_eq!(
+        api.get(&format!("/v1/tenants/{acme}/users"), Some(&token))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.invite(&token, &acme, json!([{"email": unique_email("ok")}]))
+            .await
+            .status,
+        200
+    );
+    api.get(&format!("/v1/tenants/{globex}/users"), Some(&token))
+        .await
+        .assert_problem(404, "not_found");
+    api.get(&format!("/v1/users/{globex_user}"), Some(&token))
+        .await
+        .assert_problem(404, "not_found");
+    api.invite(&token, &globex, json!([{"email": unique_email("no")}]))
+        .await
+        .assert_problem(404, "not_found");
+    api.get("/v1/tenants/admin/users", Some(&token))
+        .await
+        .assert_problem(404, "not_found");
+    api.get("/v1/tenants", Some(&token))
+        .await
+        .assert_problem(403, "forbidden");
+    let unknown = api
+        .get("/v1/tenants/no-such-tenant/users", Some(&token))
+        .await;
+    assert_eq!(
+        unknown.text,
+        api.get(&format!("/v1/tenants/{globex}/users"), Some(&token))
+            .await
+            .text,
+        "another tenant looks exactly like no tenant"
+    );
 }
 
 #[tokio::test]
@@ -58,9 +100,15 @@ async fn a_member_may_not_manage_users() {
     let (_, colleague) = invite_and_accept(&stack, &api, &operator, &acme, "member").await;
     let token = api.token(&acme, &member, PASSWORD).await;
 
-    api.get(&format!("/v1/tenants/{acme}/users"), Some(&token)).await.assert_problem(403, "forbidden");
-    api.get(&format!("/v1/users/{colleague}"), Some(&token)).await.assert_problem(403, "forbidden");
-    api.invite(&token, &acme, json!([{"email": unique_email("m")}])).await.assert_problem(403, "forbidden");
+    api.get(&format!("/v1/tenants/{acme}/users"), Some(&token))
+        .await
+        .assert_problem(403, "forbidden");
+    api.get(&format!("/v1/users/{colleague}"), Some(&token))
+        .await
+        .assert_problem(403, "forbidden");
+    api.invite(&token, &acme, json!([{"email": unique_email("m")}]))
+        .await
+        .assert_problem(403, "forbidden");
 }
 
 #[tokio::test]
@@ -72,8 +120,16 @@ async fn an_operator_member_may_not_manage_users_or_tenants() {
     let (member, _) = invite_and_accept(&stack, &api, &operator, "admin", "member").await;
     let token = api.token("admin", &member, PASSWORD).await;
 
-    api.get(&format!("/v1/tenants/{acme}/users"), Some(&token)).await.assert_problem(403, "forbidden");
-    api.post("/v1/tenants", Some(&token), &json!({"name": "X", "subdomain": unique("x")})).await.assert_problem(403, "forbidden");
+    api.get(&format!("/v1/tenants/{acme}/users"), Some(&token))
+        .await
+        .assert_problem(403, "forbidden");
+    api.post(
+        "/v1/tenants",
+        Some(&token),
+        &json!({"name": "X", "subdomain": unique("x")}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
 }
 
 #[tokio::test]
@@ -82,7 +138,9 @@ async fn user_listing_filters_by_status_and_pages_with_a_cursor() {
     let api = Api::new(&stack);
     let operator = api.admin_token(&stack).await;
     let acme = api.create_tenant(&operator).await;
-    let rows: Vec<_> = (0..7).map(|_| json!({"email": unique_email("p")})).collect();
+    let rows: Vec<_> = (0..7)
+        .map(|_| json!({"email": unique_email("p")}))
+        .collect();
     api.invite(&operator, &acme, json!(rows)).await;
     invite_and_accept(&stack, &api, &operator, &acme, "member").await;
 
@@ -107,5 +165,10 @@ async fn user_listing_filters_by_status_and_pages_with_a_cursor() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 7);
-    api.get(&format!("/v1/tenants/{acme}/users?status=gone"), Some(&operator)).await.assert_problem(400, "validation_failed");
+    api.get(
+        &format!("/v1/tenants/{acme}/users?status=gone"),
+        Some(&operator),
+    )
+    .await
+    .assert_problem(400, "validation_failed");
 }

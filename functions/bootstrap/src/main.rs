@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::App;
 use latchkey::ops::bootstrap::{self, BootstrapAdmin};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]

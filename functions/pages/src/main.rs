@@ -8,5 +8,8 @@ use latchkey::lambda_http::{self, Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
-    lambda_http::run(service_fn(|req| async { Ok::<_, Infallible>(latchkey::ops::pages::handle(req).await) })).await
+    lambda_http::run(service_fn(|req| async {
+        Ok::<_, Infallible>(latchkey::ops::pages::handle(req).await)
+    }))
+    .await
 }

@@ -28,11 +28,15 @@ struct Accepted {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AcceptError {
-    #[error("This invitation link is not valid; a newer invitation may have been sent. Use the most recent email, or ask your administrator for a new invitation.")]
+    #[error(
+        "This invitation link is not valid; a newer invitation may have been sent. Use the most recent email, or ask your administrator for a new invitation."
+    )]
     Invalid,
     #[error("This invitation has expired. Ask your administrator to send you a new invitation.")]
     Expired,
-    #[error("This invitation has already been used. Sign in with the password you set, or use 'forgot password'.")]
+    #[error(
+        "This invitation has already been used. Sign in with the password you set, or use 'forgot password'."
+    )]
     Used,
     #[error("{0}")]
     WeakPassword(#[from] password::PasswordError),
@@ -51,14 +55,19 @@ impl From<AcceptError> for Problem {
 }
 
 /// Decides what a token means for this user right now, without writing anything.
-pub fn classify(user: &User, hash: &TokenHash, now: chrono::DateTime<chrono::Utc>) -> Result<(), AcceptError> {
+pub fn classify(
+    user: &User,
+    hash: &TokenHash,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), AcceptError> {
     if hash.matches(user.spent_invite_token_hash.as_deref()) {
         return Err(AcceptError::Used);
     }
     if !hash.matches(user.invite_token_hash.as_deref()) {
         return Err(AcceptError::Invalid);
     }
-    let expired = user.status == UserStatus::Expired || user.invite_expires_at.is_none_or(|at| at <= now);
+    let expired =
+        user.status == UserStatus::Expired || user.invite_expires_at.is_none_or(|at| at <= now);
     match user.status {
         _ if expired => Err(AcceptError::Expired),
         UserStatus::Invited => Ok(()),
@@ -74,9 +83,14 @@ async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let body: Accept = http::json_body(req)?;
     let token = LinkToken::parse(&body.token).ok_or(AcceptError::Invalid)?;
     let hash = token.hash(&app.keys, Purpose::Invite);
-    let user = app.store.get_user(token.user_id()).await?.ok_or(AcceptError::Invalid)?;
+    let user = app
+        .store
+        .get_user(token.user_id())
+        .await?
+        .ok_or(AcceptError::Invalid)?;
     classify(&user, &hash, now())?;
-    let password = Password::parse(&body.password, Some(user.email.as_str())).map_err(AcceptError::from)?;
+    let password =
+        Password::parse(&body.password, Some(user.email.as_str())).map_err(AcceptError::from)?;
     let phc = tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|_| Problem::internal())?
@@ -84,15 +98,25 @@ async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             tracing::error!(error = %e, "password hashing failed");
             Problem::internal()
         })?;
-    match app.store.activate_invited(&user.id, &hash, &phc, now()).await {
-        Ok(user) => {
+    match app.store.activate_invited(&user, &hash, &phc, now()).await {
+        Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "invitation accepted");
-            Ok(http::json(200, &Accepted { user_id: user.id.to_string(), tenant: user.tenant.to_string() }))
+            Ok(http::json(
+                200,
+                &Accepted {
+                    user_id: user.id.to_string(),
+                    tenant: user.tenant.to_string(),
+                },
+            ))
         }
         // Someone else changed the invitation between our read and write (a second accept,
         // a resend, an expiry): read again and say what happened.
         Err(ConditionalError::Conflict) => {
-            let current = app.store.get_user(&user.id).await?.ok_or(AcceptError::Invalid)?;
+            let current = app
+                .store
+                .get_user(&user.id)
+                .await?
+                .ok_or(AcceptError::Invalid)?;
             classify(&current, &hash, now())?;
             Err(AcceptError::Invalid.into())
         }

@@ -32,7 +32,12 @@ pub enum BootstrapError {
 
 impl BootstrapAdmin {
     pub fn from_env() -> Result<Self, BootstrapError> {
-        let get = |name: &'static str| std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(BootstrapError::Missing(name));
+        let get = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or(BootstrapError::Missing(name))
+        };
         let email = Email::parse(&get("BOOTSTRAP_ADMIN_EMAIL")?)?;
         let password = Password::parse(&get("BOOTSTRAP_ADMIN_PASSWORD")?, Some(email.as_str()))?;
         Ok(Self { email, password })
@@ -46,9 +51,17 @@ pub struct Outcome {
     pub created: bool,
 }
 
-pub async fn run<M: Mailer>(app: &App<M>, admin: &BootstrapAdmin) -> Result<Outcome, BootstrapError> {
+pub async fn run<M: Mailer>(
+    app: &App<M>,
+    admin: &BootstrapAdmin,
+) -> Result<Outcome, BootstrapError> {
     let now = now();
-    let tenant = Tenant { id: TenantId::admin(), name: "Administration".into(), created_at: now, created_by: None };
+    let tenant = Tenant {
+        id: TenantId::admin(),
+        name: "Administration".into(),
+        created_at: now,
+        created_by: None,
+    };
     app.store.create_tenant(&tenant).await?;
     let user = User {
         id: UserId::generate(),
@@ -65,14 +78,22 @@ pub async fn run<M: Mailer>(app: &App<M>, admin: &BootstrapAdmin) -> Result<Outc
         last_invite_sent_at: None,
         invite_token_hash: None,
         spent_invite_token_hash: None,
+        invite_via: None,
+        reset_token_hash: None,
+        reset_expires_at: None,
         last_delivery: None,
         invited_by: None,
     };
-    let created = match app.store.create_user(&user).await {
+    let count = app.store.team_admin_count_write()?;
+    let created = match app.store.create_user(&user, vec![count]).await {
         Ok(()) => true,
         Err(CreateUserError::EmailTaken) => false,
         Err(CreateUserError::Store(e)) => return Err(e.into()),
     };
     tracing::info!(created, email = %admin.email.redacted(), "bootstrap admin");
-    Ok(Outcome { tenant: TenantId::ADMIN.into(), email: admin.email.to_string(), created })
+    Ok(Outcome {
+        tenant: TenantId::ADMIN.into(),
+        email: admin.email.to_string(),
+        created,
+    })
 }

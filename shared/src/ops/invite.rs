@@ -19,7 +19,7 @@ use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
 use crate::problem::{Code, Problem};
 use crate::store::items::{now, timestamp};
-use crate::store::{CreateUserError, Delivery, Tenant, User};
+use crate::store::{CreateUserError, Delivery, LinkVia, Tenant, User};
 use crate::token::{LinkToken, Purpose};
 
 /// More than this in one request goes through the CSV import instead.
@@ -58,7 +58,9 @@ pub enum RowError {
     ForbiddenRole,
     #[error("This address appears earlier in the same request; it is invited once.")]
     DuplicateInRequest,
-    #[error("An account with this email already exists. Ask the person to sign in with it; one account per email address.")]
+    #[error(
+        "An account with this email already exists. Ask the person to sign in with it; one account per email address."
+    )]
     AlreadyExists,
     #[error("The invitation could not be stored right now; retry this address.")]
     Unavailable,
@@ -103,7 +105,13 @@ pub enum RowResult {
 
 impl RowResult {
     fn rejected(email: String, err: &RowError) -> Self {
-        Self::Rejected { email, error: ErrorBody { code: err.code(), detail: err.to_string() } }
+        Self::Rejected {
+            email,
+            error: ErrorBody {
+                code: err.code(),
+                detail: err.to_string(),
+            },
+        }
     }
 }
 
@@ -119,7 +127,13 @@ pub struct Candidate {
 }
 
 /// Checks one row against the rules; `seen` collects addresses to catch duplicates.
-pub fn check_row(raw_email: &str, raw_role: Option<&str>, tenant: &TenantId, caller: &Caller, seen: &mut HashSet<Email>) -> Result<Candidate, RowError> {
+pub fn check_row(
+    raw_email: &str,
+    raw_role: Option<&str>,
+    tenant: &TenantId,
+    caller: &Caller,
+    seen: &mut HashSet<Email>,
+) -> Result<Candidate, RowError> {
     let email = Email::parse(raw_email)?;
     let role = Role::parse_for(raw_role.unwrap_or("member"), tenant)?;
     if !caller.may_assign(role) {
@@ -143,26 +157,61 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     caller.require_manager_of(&tenant, "tenant")?;
     let body: InviteRequest = http::json_body(req)?;
     if body.invitations.is_empty() {
-        return Err(Problem::new(Code::ValidationFailed, "invitations is empty; send at least one {email, role}."));
+        return Err(Problem::new(
+            Code::ValidationFailed,
+            "invitations is empty; send at least one {email, role}.",
+        ));
     }
     if body.invitations.len() > MAX_INVITATIONS {
         return Err(Problem::new(
             Code::TooManyInvitations,
-            format!("At most {MAX_INVITATIONS} invitations per request ({} sent); split them or use the CSV import.", body.invitations.len()),
+            format!(
+                "At most {MAX_INVITATIONS} invitations per request ({} sent); split them or use the CSV import.",
+                body.invitations.len()
+            ),
         ));
     }
-    let tenant = app.store.get_tenant(&tenant).await?.ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = app
+        .store
+        .get_tenant(&tenant)
+        .await?
+        .ok_or_else(|| Problem::not_found("tenant"))?;
 
     let mut seen = HashSet::new();
     let checked: Vec<(String, Result<Candidate, RowError>)> = body
         .invitations
         .iter()
-        .map(|row| (row.email.clone(), check_row(&row.email, row.role.as_deref(), &tenant.id, &caller, &mut seen)))
+        .map(|row| {
+            (
+                row.email.clone(),
+                check_row(
+                    &row.email,
+                    row.role.as_deref(),
+                    &tenant.id,
+                    &caller,
+                    &mut seen,
+                ),
+            )
+        })
         .collect();
 
-    let mails = if body.send_email { checked.iter().filter(|(_, c)| c.is_ok()).count() as u32 } else { 0 };
+    let mails = if body.send_email {
+        checked.iter().filter(|(_, c)| c.is_ok()).count() as u32
+    } else {
+        0
+    };
     let budget_key = format!("invite-mail#{}", tenant.id);
-    if let Err(retry_after) = app.store.rate_limit(&budget_key, app.config.invite_mail_per_hour, Duration::from_secs(3600), mails, now()).await? {
+    if let Err(retry_after) = app
+        .store
+        .rate_limit(
+            &budget_key,
+            app.config.invite_mail_per_hour,
+            Duration::from_secs(3600),
+            mails,
+            now(),
+        )
+        .await?
+    {
         return Err(Problem::new(
             Code::RateLimited,
             format!("This tenant may send {} invitation emails per hour; try again later or invite without email.", app.config.invite_mail_per_hour),
@@ -177,7 +226,9 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             async move {
                 match checked {
                     Err(err) => RowResult::rejected(clip(&raw), &err),
-                    Ok(candidate) => invite_one(app, caller, tenant, candidate, body.send_email).await,
+                    Ok(candidate) => {
+                        invite_one(app, caller, tenant, candidate, body.send_email).await
+                    }
                 }
             }
         })
@@ -193,7 +244,13 @@ fn clip(raw: &str) -> String {
 }
 
 /// Creates one invited user and, if asked, mails the link. Used by the CSV import too.
-pub async fn invite_one<M: Mailer>(app: &App<M>, caller: &Caller, tenant: &Tenant, candidate: Candidate, send_email: bool) -> RowResult {
+pub async fn invite_one<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    tenant: &Tenant,
+    candidate: Candidate,
+    send_email: bool,
+) -> RowResult {
     let now = now();
     let id = UserId::generate();
     let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
@@ -211,15 +268,34 @@ pub async fn invite_one<M: Mailer>(app: &App<M>, caller: &Caller, tenant: &Tenan
         password_hash: None,
         invite_expires_at: Some(expires_at),
         last_invite_sent_at: send_email.then_some(now),
-        invite_token_hash: token.as_ref().map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
+        invite_token_hash: token
+            .as_ref()
+            .map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
         spent_invite_token_hash: None,
+        invite_via: token.as_ref().map(|_| LinkVia::Email),
+        reset_token_hash: None,
+        reset_expires_at: None,
         last_delivery: None,
         invited_by: Some(caller.id().clone()),
     };
     let email = candidate.email.to_string();
-    match app.store.create_user(&user).await {
+    let detail = Some(format!("invited as {}", candidate.role));
+    let audit =
+        match app
+            .store
+            .audit_write(&super::audit(caller, "invitation_created", &user, detail))
+        {
+            Ok(write) => write,
+            Err(err) => {
+                tracing::error!(error = %err, "audit record not built");
+                return RowResult::rejected(email, &RowError::Unavailable);
+            }
+        };
+    match app.store.create_user(&user, vec![audit]).await {
         Ok(()) => {}
-        Err(CreateUserError::EmailTaken) => return RowResult::rejected(email, &RowError::AlreadyExists),
+        Err(CreateUserError::EmailTaken) => {
+            return RowResult::rejected(email, &RowError::AlreadyExists);
+        }
         Err(CreateUserError::Store(err)) => {
             tracing::warn!(error = %err, "invitation not stored");
             return RowResult::rejected(email, &RowError::Unavailable);
@@ -227,32 +303,63 @@ pub async fn invite_one<M: Mailer>(app: &App<M>, caller: &Caller, tenant: &Tenan
     }
     tracing::info!(tenant = %tenant.id, user_id = %id, actor = %caller.id(), role = %candidate.role, to = %candidate.email.redacted(), "invitation created");
 
-    let mut email_sent = false;
-    let mut email_error = None;
-    if let Some(token) = token {
-        let link = format!("{}/accept-invite#token={}", app.config.links.for_tenant(&tenant.id), token.expose());
-        let sent = match mail::render_invitation(&mail::Invitation {
-            to: &candidate.email,
-            tenant_name: &tenant.name,
-            inviter: caller.user.email.as_str(),
-            role: candidate.role,
-            link: &link,
-            expires_at,
-        }) {
-            Ok(message) => app.mailer.send(&message).await,
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(()) => email_sent = true,
-            Err(err) => {
-                tracing::warn!(user_id = %id, code = err.code(), error = %err, "invitation mail not sent");
-                let delivery = Delivery { status: "send_failed".into(), at: now, reason: Some(err.to_string()) };
-                if let Err(e) = app.store.record_delivery(&id, &delivery, true).await {
-                    tracing::warn!(user_id = %id, error = %e, "could not record the failed send");
-                }
-                email_error = Some(ErrorBody { code: err.code(), detail: format!("{err}. The invitation is saved; resend it or hand over an access link.") });
+    let (email_sent, email_error) = match token {
+        Some(token) => {
+            match send_invitation(app, caller, tenant, &user, &token, expires_at).await {
+                Ok(()) => (true, None),
+                Err(err) => (false, Some(err)),
             }
         }
+        None => (false, None),
+    };
+    RowResult::Invited {
+        email,
+        user_id: id.to_string(),
+        role: candidate.role.as_str(),
+        expires_at: timestamp(expires_at),
+        email_sent,
+        email_error,
     }
-    RowResult::Invited { email, user_id: id.to_string(), role: candidate.role.as_str(), expires_at: timestamp(expires_at), email_sent, email_error }
+}
+
+/// Mails an invitation link. If SES refuses, the failure is recorded on the user (the
+/// invitation stays valid) and described for the admin.
+pub async fn send_invitation<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    tenant: &Tenant,
+    user: &User,
+    token: &LinkToken,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ErrorBody> {
+    let link = format!(
+        "{}/accept-invite#token={}",
+        app.config.links.for_tenant(&tenant.id),
+        token.expose()
+    );
+    let sent = match mail::render_invitation(&mail::Invitation {
+        to: &user.email,
+        tenant_name: &tenant.name,
+        inviter: caller.user.email.as_str(),
+        role: user.role,
+        link: &link,
+        expires_at,
+    }) {
+        Ok(message) => app.mailer.send(&message).await,
+        Err(e) => Err(e),
+    };
+    let Err(err) = sent else { return Ok(()) };
+    tracing::warn!(user_id = %user.id, code = err.code(), error = %err, "invitation mail not sent");
+    let delivery = Delivery {
+        status: "send_failed".into(),
+        at: now(),
+        reason: Some(err.to_string()),
+    };
+    if let Err(e) = app.store.record_delivery(&user.id, &delivery, true).await {
+        tracing::warn!(user_id = %user.id, error = %e, "could not record the failed send");
+    }
+    Err(ErrorBody {
+        code: err.code(),
+        detail: format!("{err}. The invitation is saved; resend it or hand over an access link."),
+    })
 }

@@ -13,8 +13,11 @@ fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        env.add_template("accept-invite.html", include_str!("../../templates/pages/accept-invite.html"))
-            .expect("page templates are valid");
+        env.add_template(
+            "accept-invite.html",
+            include_str!("../../templates/pages/accept-invite.html"),
+        )
+        .expect("page templates are valid");
         env
     })
 }
@@ -28,29 +31,48 @@ fn page_for(path: &str) -> Option<&'static str> {
 
 pub async fn handle(req: Request) -> Response<Body> {
     let Some(name) = page_for(req.uri().path()) else {
-        return http::problem(&crate::problem::Problem::new(crate::problem::Code::NotFound, "No such page."));
+        return http::problem(&crate::problem::Problem::new(
+            crate::problem::Code::NotFound,
+            "No such page.",
+        ));
     };
     let mut nonce = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let nonce = b64url(&nonce);
-    let html = match templates().get_template(name).and_then(|t| t.render(context! { nonce => &nonce })) {
+    let html = match templates()
+        .get_template(name)
+        .and_then(|t| t.render(context! { nonce => &nonce }))
+    {
         Ok(html) => html,
         Err(e) => {
             tracing::error!(error = %e, page = name, "page render failed");
             return http::problem(&crate::problem::Problem::internal());
         }
     };
-    let body = if req.method() == Method::HEAD { Body::Empty } else { Body::Text(html) };
+    let body = if req.method() == Method::HEAD {
+        Body::Empty
+    } else {
+        Body::Text(html)
+    };
     let mut resp = Response::new(body);
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
     );
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }

@@ -34,7 +34,9 @@ pub enum SignInError {
 impl From<SignInError> for Problem {
     fn from(err: SignInError) -> Self {
         match err {
-            SignInError::InvalidCredentials => Problem::new(Code::InvalidCredentials, err.to_string()),
+            SignInError::InvalidCredentials => {
+                Problem::new(Code::InvalidCredentials, err.to_string())
+            }
         }
     }
 }
@@ -50,24 +52,44 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let tenant = TenantId::parse(&body.tenant).ok();
     let email = Email::parse(&body.email).ok();
     let user = match &email {
-        Some(email) if body.password.len() <= password::MAX_LEN * 4 => app.store.find_user_by_email(email).await?,
+        Some(email) if body.password.len() <= password::MAX_LEN * 4 => {
+            app.store.find_user_by_email(email).await?
+        }
         _ => None,
     };
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let candidate = body.password.clone();
     let stored = stored_hash.map(str::to_owned);
-    let verified = tokio::task::spawn_blocking(move || password::verify(&candidate, stored.as_deref()))
-        .await
-        .map_err(|_| Problem::internal())?;
+    let verified =
+        tokio::task::spawn_blocking(move || password::verify(&candidate, stored.as_deref()))
+            .await
+            .map_err(|_| Problem::internal())?;
     let user = match user {
-        Some(u) if verified && u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref() => u,
+        Some(u)
+            if verified && u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref() =>
+        {
+            u
+        }
         _ => return Err(SignInError::InvalidCredentials.into()),
     };
-    let (token, expires) = session::issue(&app.keys, user.id.as_str(), user.tenant.as_str(), user.session_version, chrono::Utc::now(), app.config.session_ttl)
-        .map_err(|e| {
-            tracing::error!(error = %e, "session issue failed");
-            Problem::internal()
-        })?;
+    let (token, expires) = session::issue(
+        &app.keys,
+        user.id.as_str(),
+        user.tenant.as_str(),
+        user.session_version,
+        chrono::Utc::now(),
+        app.config.session_ttl,
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "session issue failed");
+        Problem::internal()
+    })?;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, "signed in");
-    Ok(http::json(200, &SignedIn { token, expires_at: timestamp(expires) }))
+    Ok(http::json(
+        200,
+        &SignedIn {
+            token,
+            expires_at: timestamp(expires),
+        },
+    ))
 }

@@ -32,7 +32,12 @@ pub struct TenantView {
 
 impl From<&Tenant> for TenantView {
     fn from(t: &Tenant) -> Self {
-        Self { id: t.id.to_string(), name: t.name.clone(), subdomain: t.id.to_string(), created_at: timestamp(t.created_at) }
+        Self {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            subdomain: t.id.to_string(),
+            created_at: timestamp(t.created_at),
+        }
     }
 }
 
@@ -85,7 +90,12 @@ async fn create<M: Mailer>(app: &App<M>, caller: &Caller, req: &Request) -> Http
     let body: CreateTenant = http::json_body(req)?;
     let name = parse_name(&body.name)?;
     let id = TenantId::parse_new(body.subdomain.trim()).map_err(CreateTenantError::from)?;
-    let tenant = Tenant { id: id.clone(), name, created_at: now(), created_by: Some(caller.id().clone()) };
+    let tenant = Tenant {
+        id: id.clone(),
+        name,
+        created_at: now(),
+        created_by: Some(caller.id().clone()),
+    };
     if !app.store.create_tenant(&tenant).await? {
         return Err(CreateTenantError::Exists(id.to_string()).into());
     }
@@ -104,5 +114,11 @@ async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let cursor = http::query_param(req, "cursor");
     let page = app.store.list_tenants(cursor.as_deref(), limit).await?;
     let tenants = page.items.iter().map(TenantView::from).collect();
-    Ok(http::json(200, &TenantList { tenants, next_cursor: page.next_cursor }))
+    Ok(http::json(
+        200,
+        &TenantList {
+            tenants,
+            next_cursor: page.next_cursor,
+        },
+    ))
 }

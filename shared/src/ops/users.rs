@@ -1,16 +1,17 @@
 //! `GET /v1/tenants/{tenant}/users` and `GET /v1/users/{id}`: what admins see of their users.
 
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{TenantId, UserId, UserStatus};
+use crate::domain::{Role, TenantId, UserId, UserStatus};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::problem::{Code, Problem};
 use crate::store::items::{now, timestamp};
-use crate::store::{Delivery, User};
+use crate::store::{ConditionalError, Delivery, User};
 
 #[derive(Serialize)]
 pub struct DeliveryView {
@@ -22,7 +23,11 @@ pub struct DeliveryView {
 
 impl From<&Delivery> for DeliveryView {
     fn from(d: &Delivery) -> Self {
-        Self { status: d.status.clone(), at: timestamp(d.at), reason: d.reason.clone() }
+        Self {
+            status: d.status.clone(),
+            at: timestamp(d.at),
+            reason: d.reason.clone(),
+        }
     }
 }
 
@@ -78,19 +83,123 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 
 async fn route<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    if let Some(id) = http::path_param(req, "id") {
-        get_one(app, &caller, &id).await
-    } else if let Some(tenant) = http::path_param(req, "tenant") {
-        list(app, &caller, &tenant, req).await
-    } else {
-        Err(http::method_not_allowed())
+    match (
+        req.method().clone(),
+        http::path_param(req, "id"),
+        http::path_param(req, "tenant"),
+    ) {
+        (Method::GET, Some(id), _) => get_one(app, &caller, &id).await,
+        (Method::PATCH, Some(id), _) => change_role(app, &caller, &id, req).await,
+        (Method::DELETE, Some(id), _) => delete(app, &caller, &id).await,
+        (Method::GET, None, Some(tenant)) => list(app, &caller, &tenant, req).await,
+        _ => Err(http::method_not_allowed()),
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleChange {
+    role: String,
+}
+
+/// Only a team_admin may touch a team_admin, or make someone one.
+fn require_may_touch(caller: &Caller, user: &User, new_role: Option<Role>) -> Result<(), Problem> {
+    if caller.may_assign(user.role) && new_role.is_none_or(|r| caller.may_assign(r)) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            Code::ForbiddenRole,
+            "Only a team_admin can change, delete or appoint a team_admin.",
+        ))
+    }
+}
+
+/// A refused conditional write: either the user changed meanwhile, or the change would have
+/// removed the last active team_admin.
+async fn explain_conflict<M: Mailer>(app: &App<M>, seen: &User) -> Problem {
+    match app.store.get_user(&seen.id).await {
+        Ok(Some(now)) if now.role == seen.role && now.status == seen.status => Problem::new(
+            Code::LastTeamAdmin,
+            "This is the last active team_admin; appoint another team_admin first.",
+        ),
+        Ok(_) => crate::ops::resend::changed_concurrently(),
+        Err(e) => e.into(),
+    }
+}
+
+async fn change_role<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    raw_id: &str,
+    req: &Request,
+) -> HttpResult {
+    let user = load_managed(app, caller, raw_id).await?;
+    let body: RoleChange = http::json_body(req)?;
+    let role = Role::parse_for(&body.role, &user.tenant)
+        .map_err(|e| Problem::new(Code::InvalidRole, e.to_string()))?;
+    require_may_touch(caller, &user, Some(role))?;
+    if role == user.role {
+        return Ok(http::json(200, &UserView::new(&user)));
+    }
+    let detail = Some(format!("role {} -> {}", user.role, role));
+    match app
+        .store
+        .change_role(
+            &user,
+            role,
+            &crate::ops::audit(caller, "role_changed", &user, detail),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(ConditionalError::Conflict) => return Err(explain_conflict(app, &user).await),
+        Err(ConditionalError::Store(e)) => return Err(e.into()),
+    }
+    tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), from = %user.role, to = %role, "role changed");
+    let updated = app
+        .store
+        .get_user(&user.id)
+        .await?
+        .ok_or_else(|| Problem::not_found("user"))?;
+    Ok(http::json(200, &UserView::new(&updated)))
+}
+
+async fn delete<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpResult {
+    let user = load_managed(app, caller, raw_id).await?;
+    require_may_touch(caller, &user, None)?;
+    match app
+        .store
+        .delete_user(
+            &user,
+            &crate::ops::audit(
+                caller,
+                "user_deleted",
+                &user,
+                Some(format!("was {}", effective_status(&user, now()).as_str())),
+            ),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(ConditionalError::Conflict) => return Err(explain_conflict(app, &user).await),
+        Err(ConditionalError::Store(e)) => return Err(e.into()),
+    }
+    tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "user deleted");
+    Ok(http::empty(204))
+}
+
 /// Loads a user the caller may manage, or the 404/403 the rules call for.
-pub async fn load_managed<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> Result<User, Problem> {
+pub async fn load_managed<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<User, Problem> {
     let id = UserId::parse(raw_id).ok_or_else(|| Problem::not_found("user"))?;
-    let user = app.store.get_user(&id).await?.ok_or_else(|| Problem::not_found("user"))?;
+    let user = app
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("user"))?;
     caller.require_manager_of(&user.tenant, "user")?;
     Ok(user)
 }
@@ -100,13 +209,21 @@ async fn get_one<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> Http
     Ok(http::json(200, &UserView::new(&user)))
 }
 
-async fn list<M: Mailer>(app: &App<M>, caller: &Caller, raw_tenant: &str, req: &Request) -> HttpResult {
+async fn list<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    raw_tenant: &str,
+    req: &Request,
+) -> HttpResult {
     let tenant = TenantId::parse(raw_tenant).map_err(|_| Problem::not_found("tenant"))?;
     caller.require_manager_of(&tenant, "tenant")?;
     let status = match http::query_param(req, "status") {
         None => None,
         Some(raw) => Some(UserStatus::parse(&raw).ok_or_else(|| {
-            Problem::new(Code::ValidationFailed, "status must be one of: invited, active, expired.")
+            Problem::new(
+                Code::ValidationFailed,
+                "status must be one of: invited, active, expired.",
+            )
         })?),
     };
     let limit = http::page_limit(req)?;
@@ -114,7 +231,16 @@ async fn list<M: Mailer>(app: &App<M>, caller: &Caller, raw_tenant: &str, req: &
         return Err(Problem::not_found("tenant"));
     }
     let cursor = http::query_param(req, "cursor");
-    let page = app.store.list_users(&tenant, status, cursor.as_deref(), limit).await?;
+    let page = app
+        .store
+        .list_users(&tenant, status, cursor.as_deref(), limit)
+        .await?;
     let users = page.items.iter().map(UserView::new).collect();
-    Ok(http::json(200, &UserList { users, next_cursor: page.next_cursor }))
+    Ok(http::json(
+        200,
+        &UserList {
+            users,
+            next_cursor: page.next_cursor,
+        },
+    ))
 }

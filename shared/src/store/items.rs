@@ -2,10 +2,14 @@
 //!
 //! | item            | PK                | SK              | GSI1 (tenant-users)        | GSI2 (pending-by-expiry)        |
 //! |-----------------|-------------------|-----------------|----------------------------|---------------------------------|
-//! | user            | `USER#<id>`       | `PROFILE`       | `TENANT#<t>` / `<email>#<id>` | `PENDING` / `<expires>#<id>` while invited |
+//! | user            | `USER#<id>`       | `PROFILE`       | `TENANT#<t>` / `<email>#<id>` | `PENDING#<0-7>` / `<expires>#<id>` while invited |
 //! | email claim     | `EMAIL#<email>`   | `EMAIL`         |                            |                                 |
 //! | tenant          | `TENANTS`         | `TENANT#<t>`    |                            |                                 |
 //! | rate window     | `RATE#<key>`      | `<window start>`|                            | (`ttl` removes it)              |
+//! | audit event     | `AUDIT#<t>`       | `<at>#<random>` |                            |                                 |
+//!
+//! The tenant item of `admin` also carries `active_team_admins`, the counter that keeps the
+//! last active team_admin from being demoted or deleted (checked in the same transaction).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +19,9 @@ use crate::encoding::{b64url, b64url_decode};
 
 pub const TENANT_USERS_INDEX: &str = "tenant-users";
 pub const PENDING_INDEX: &str = "pending-by-expiry";
+/// Pending invitations are spread over this many index partitions so that a million of
+/// them do not all land on one partition; the sweep reads each shard.
+pub const PENDING_SHARDS: u8 = 8;
 
 pub mod keys {
     use super::*;
@@ -33,6 +40,15 @@ pub mod keys {
 
     pub fn tenant_users(tenant: &TenantId) -> String {
         format!("TENANT#{tenant}")
+    }
+
+    pub fn pending_shard(id: &UserId) -> String {
+        let sum: u32 = id.as_str().bytes().map(u32::from).sum();
+        format!("PENDING#{}", sum % u32::from(PENDING_SHARDS))
+    }
+
+    pub fn audit(tenant: &TenantId) -> String {
+        format!("AUDIT#{tenant}")
     }
 
     pub fn rate(key: &str, window_start: i64) -> (String, String) {
@@ -69,22 +85,34 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let raw = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
     }
 
     pub mod option {
         use super::*;
 
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => s.serialize_some(&timestamp(*t)),
                 None => s.serialize_none(),
             }
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
             let raw = Option::<String>::deserialize(d)?;
-            raw.map(|r| DateTime::parse_from_rfc3339(&r).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)).transpose()
+            raw.map(|r| {
+                DateTime::parse_from_rfc3339(&r)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
         }
     }
 }
@@ -97,6 +125,13 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkVia {
+    Email,
+    Link,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,14 +150,33 @@ pub struct User {
     pub session_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
     pub invite_expires_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
     pub last_invite_sent_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_token_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent_invite_token_hash: Option<String>,
+    /// How the current invitation link was handed over; a copied link proves no mailbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_via: Option<LinkVia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_token_hash: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub reset_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<Delivery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,7 +214,7 @@ impl UserItem {
             sk,
             gsi1pk: keys::tenant_users(&user.tenant),
             gsi1sk: format!("{}#{}", user.email, user.id),
-            gsi2pk: pending.as_ref().map(|_| "PENDING".to_owned()),
+            gsi2pk: pending.as_ref().map(|_| keys::pending_shard(&user.id)),
             gsi2sk: pending,
             user,
         }
@@ -180,7 +234,12 @@ pub(crate) struct EmailItem {
 impl EmailItem {
     pub(crate) fn new(email: &Email, user: &UserId, tenant: &TenantId) -> Self {
         let (pk, sk) = keys::email(email);
-        Self { pk, sk, user_id: user.clone(), tenant: tenant.clone() }
+        Self {
+            pk,
+            sk,
+            user_id: user.clone(),
+            tenant: tenant.clone(),
+        }
     }
 }
 
@@ -211,6 +270,55 @@ impl TenantItem {
     }
 }
 
+/// Who did what to whom, kept per tenant, newest first. Never holds a token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEvent {
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    pub tenant: TenantId,
+    pub actor: Party,
+    pub action: String,
+    pub target: Party,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Party {
+    pub id: UserId,
+    pub email: Email,
+}
+
+impl Party {
+    pub fn of(user: &User) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AuditItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    pub(crate) sk: String,
+    #[serde(flatten)]
+    pub(crate) event: AuditEvent,
+}
+
+impl AuditItem {
+    pub(crate) fn new(event: AuditEvent) -> Self {
+        let suffix = crate::domain::UserId::generate();
+        Self {
+            pk: keys::audit(&event.tenant),
+            sk: format!("{}#{suffix}", timestamp(event.at)),
+            event,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +340,9 @@ mod tests {
             last_invite_sent_at: None,
             invite_token_hash: Some("h".into()),
             spent_invite_token_hash: None,
+            invite_via: None,
+            reset_token_hash: None,
+            reset_expires_at: None,
             last_delivery: None,
             invited_by: None,
         }
@@ -244,7 +355,10 @@ mod tests {
             serde_dynamo::to_item(UserItem::new(original.clone())).unwrap();
         assert_eq!(item["PK"].as_s().unwrap(), &format!("USER#{}", original.id));
         assert_eq!(item["GSI1PK"].as_s().unwrap(), "TENANT#acme");
-        assert!(item.contains_key("GSI2SK"), "invited users are in the expiry index");
+        assert!(
+            item.contains_key("GSI2SK"),
+            "invited users are in the expiry index"
+        );
         let back: UserItem = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back.user.email, original.email);
         assert_eq!(back.user.invite_expires_at, original.invite_expires_at);
@@ -263,7 +377,10 @@ mod tests {
     fn a_tampered_email_in_the_table_is_refused_on_read() {
         let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
             serde_dynamo::to_item(UserItem::new(user())).unwrap();
-        item.insert("email".into(), aws_sdk_dynamodb::types::AttributeValue::S("Not An Email".into()));
+        item.insert(
+            "email".into(),
+            aws_sdk_dynamodb::types::AttributeValue::S("Not An Email".into()),
+        );
         assert!(serde_dynamo::from_item::<_, UserItem>(item).is_err());
     }
 }

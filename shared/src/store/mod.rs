@@ -5,6 +5,11 @@
 //! by a condition in DynamoDB rather than by a read before a write.
 
 pub mod items;
+mod lifecycle;
+pub use lifecycle::Reissue;
+mod write;
+
+pub use write::Write;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,31 +18,52 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Email, TenantId, UserId, UserStatus};
 use crate::token::TokenHash;
-pub use items::{Delivery, Tenant, User};
+pub use items::{AuditEvent, Delivery, LinkVia, Party, Tenant, User};
 use items::{EmailItem, TenantItem, UserItem, keys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("dynamodb {operation} failed ({code}): {message}")]
-    Service { operation: &'static str, code: String, message: String, transient: bool },
+    Service {
+        operation: &'static str,
+        code: String,
+        message: String,
+        transient: bool,
+    },
     #[error("dynamodb {operation}: item mapping failed: {source}")]
-    Mapping { operation: &'static str, #[source] source: serde_dynamo::Error },
+    Mapping {
+        operation: &'static str,
+        #[source]
+        source: serde_dynamo::Error,
+    },
     #[error("dynamodb {operation}: request could not be built: {message}")]
-    Build { operation: &'static str, message: String },
+    Build {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl StoreError {
     /// Throttling, 5xx, timeouts and dropped connections: worth a 503 with Retry-After.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Service { transient: true, .. })
+        matches!(
+            self,
+            Self::Service {
+                transient: true,
+                ..
+            }
+        )
     }
 
-    fn sdk<E: ProvideErrorMetadata + std::fmt::Debug>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self {
+    fn sdk<E: ProvideErrorMetadata + std::fmt::Debug>(
+        operation: &'static str,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self {
         const TRANSIENT_CODES: &[&str] = &[
             "ProvisionedThroughputExceededException",
             "RequestLimitExceeded",
@@ -49,19 +75,34 @@ impl StoreError {
         let (code, message, transient) = match &err {
             SdkError::ServiceError(service) => {
                 let code = service.err().code().unwrap_or("Unknown").to_owned();
-                let transient = TRANSIENT_CODES.contains(&code.as_str()) || service.raw().status().as_u16() >= 500;
-                (code, service.err().message().unwrap_or_default().to_owned(), transient)
+                let transient = TRANSIENT_CODES.contains(&code.as_str())
+                    || service.raw().status().as_u16() >= 500;
+                (
+                    code,
+                    service.err().message().unwrap_or_default().to_owned(),
+                    transient,
+                )
             }
-            SdkError::TimeoutError(_) => ("Timeout".to_owned(), "request timed out".to_owned(), true),
+            SdkError::TimeoutError(_) => {
+                ("Timeout".to_owned(), "request timed out".to_owned(), true)
+            }
             SdkError::DispatchFailure(_) => ("Dispatch".to_owned(), format!("{err:?}"), true),
             SdkError::ResponseError(_) => ("Response".to_owned(), format!("{err:?}"), true),
             _ => ("Construction".to_owned(), format!("{err:?}"), false),
         };
-        Self::Service { operation, code, message, transient }
+        Self::Service {
+            operation,
+            code,
+            message,
+            transient,
+        }
     }
 
     fn build(operation: &'static str, err: impl std::fmt::Display) -> Self {
-        Self::Build { operation, message: err.to_string() }
+        Self::Build {
+            operation,
+            message: err.to_string(),
+        }
     }
 }
 
@@ -96,20 +137,27 @@ pub struct Store {
     table: String,
 }
 
-fn av(s: impl Into<String>) -> AttributeValue {
+pub(crate) fn av(s: impl Into<String>) -> AttributeValue {
     AttributeValue::S(s.into())
 }
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
         &self.table
     }
 
-    async fn get(&self, operation: &'static str, key: (String, String)) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    async fn get(
+        &self,
+        operation: &'static str,
+        key: (String, String),
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -127,7 +175,11 @@ impl Store {
         match self.get("get_user", keys::user(id)).await? {
             None => Ok(None),
             Some(item) => {
-                let item: UserItem = serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation: "get_user", source })?;
+                let item: UserItem =
+                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
+                        operation: "get_user",
+                        source,
+                    })?;
                 Ok(Some(item.user))
             }
         }
@@ -138,7 +190,11 @@ impl Store {
         match self.get("find_user_id", keys::email(email)).await? {
             None => Ok(None),
             Some(item) => {
-                let item: EmailItem = serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation: "find_user_id", source })?;
+                let item: EmailItem =
+                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
+                        operation: "find_user_id",
+                        source,
+                    })?;
                 Ok(Some(item.user_id))
             }
         }
@@ -151,65 +207,142 @@ impl Store {
         }
     }
 
-    /// Creates the user and claims its email address in one transaction, so that two
-    /// concurrent invitations of one address create exactly one account and nothing else.
-    pub async fn create_user(&self, user: &User) -> Result<(), CreateUserError> {
+    /// Creates the user and claims its email address in one transaction (with any `extra`
+    /// writes, such as its audit record), so that two concurrent invitations of one address
+    /// create exactly one account and nothing else.
+    pub async fn create_user(
+        &self,
+        user: &User,
+        extra: Vec<TransactWriteItem>,
+    ) -> Result<(), CreateUserError> {
         const OPERATION: &str = "create_user";
-        let user_item = serde_dynamo::to_item(UserItem::new(user.clone())).map_err(|source| StoreError::Mapping { operation: OPERATION, source })?;
-        let email_item = serde_dynamo::to_item(EmailItem::new(&user.email, &user.id, &user.tenant)).map_err(|source| StoreError::Mapping { operation: OPERATION, source })?;
-        let put = |item| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| StoreError::build(OPERATION, e))
-        };
-        let items = vec![put(email_item)?, put(user_item)?];
-        // A transaction that overlaps another one on the same email is cancelled with
-        // TransactionConflict; retrying then finds the winner's record (EmailTaken).
+        let user_item = serde_dynamo::to_item(UserItem::new(user.clone())).map_err(|source| {
+            StoreError::Mapping {
+                operation: OPERATION,
+                source,
+            }
+        })?;
+        let email_item = serde_dynamo::to_item(EmailItem::new(&user.email, &user.id, &user.tenant))
+            .map_err(|source| StoreError::Mapping {
+                operation: OPERATION,
+                source,
+            })?;
+        let mut items = vec![
+            self.put(OPERATION, email_item, Some("attribute_not_exists(PK)"))?,
+            self.put(OPERATION, user_item, Some("attribute_not_exists(PK)"))?,
+        ];
+        items.extend(extra);
+        match self.transact(OPERATION, items).await {
+            Ok(()) => Ok(()),
+            Err(ConditionalError::Conflict) => Err(CreateUserError::EmailTaken),
+            Err(ConditionalError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn put(
+        &self,
+        operation: &'static str,
+        item: HashMap<String, AttributeValue>,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map(|put| TransactWriteItem::builder().put(put).build())
+            .map_err(|e| StoreError::build(operation, e))
+    }
+
+    /// Runs writes as one transaction. A failed condition is [`ConditionalError::Conflict`];
+    /// a cancellation caused by another transaction on the same items is retried with
+    /// jittered backoff, because the retry will then see the winner's write.
+    pub(crate) async fn transact(
+        &self,
+        operation: &'static str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), ConditionalError> {
         let mut delay = Duration::from_millis(20);
-        for attempt in 0.. {
-            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-            match result {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let retryable = match result {
                 Ok(_) => return Ok(()),
-                Err(SdkError::ServiceError(service)) if matches!(service.err(), TransactWriteItemsError::TransactionCanceledException(_)) => {
-                    let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else { unreachable!() };
-                    let codes: Vec<&str> = cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-                    if codes.contains(&"ConditionalCheckFailed") {
-                        return Err(CreateUserError::EmailTaken);
+                Err(SdkError::ServiceError(service))
+                    if matches!(
+                        service.err(),
+                        TransactWriteItemsError::TransactionCanceledException(_)
+                    ) =>
+                {
+                    let codes: Vec<String> = match service.err() {
+                        TransactWriteItemsError::TransactionCanceledException(c) => c
+                            .cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None").to_owned())
+                            .collect(),
+                        _ => vec![],
+                    };
+                    if codes.iter().any(|c| c == "ConditionalCheckFailed") {
+                        return Err(ConditionalError::Conflict);
                     }
-                    let retryable = codes.iter().any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"));
-                    if !retryable || attempt >= 8 {
+                    let retryable = codes.iter().any(|c| {
+                        matches!(
+                            c.as_str(),
+                            "TransactionConflict"
+                                | "ThrottlingError"
+                                | "ProvisionedThroughputExceeded"
+                        )
+                    });
+                    if !retryable || attempt > 8 {
                         return Err(StoreError::Service {
-                            operation: OPERATION,
+                            operation,
                             code: "TransactionCanceled".into(),
                             message: codes.join(","),
                             transient: retryable,
                         }
                         .into());
                     }
+                    true
                 }
                 Err(other) => {
-                    let err = StoreError::sdk(OPERATION, other);
-                    if !err.is_transient() || attempt >= 3 {
+                    let err = StoreError::sdk(operation, other);
+                    if !err.is_transient() || attempt > 3 {
                         return Err(err.into());
                     }
+                    true
                 }
-            }
+            };
+            debug_assert!(retryable);
             let jitter = rand::random::<u64>() % (delay.as_millis() as u64 + 1);
             tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         }
-        unreachable!("the retry loop returns")
     }
 
     /// Records that the invitation mail could not be sent (the invitation itself stays).
-    pub async fn record_delivery(&self, id: &UserId, delivery: &Delivery, clear_last_sent: bool) -> Result<(), StoreError> {
+    pub async fn record_delivery(
+        &self,
+        id: &UserId,
+        delivery: &Delivery,
+        clear_last_sent: bool,
+    ) -> Result<(), StoreError> {
         let (pk, sk) = keys::user(id);
-        let value = serde_dynamo::to_attribute_value(delivery).map_err(|source| StoreError::Mapping { operation: "record_delivery", source })?;
-        let update = if clear_last_sent { "SET last_delivery = :d REMOVE last_invite_sent_at" } else { "SET last_delivery = :d" };
+        let value =
+            serde_dynamo::to_attribute_value(delivery).map_err(|source| StoreError::Mapping {
+                operation: "record_delivery",
+                source,
+            })?;
+        let update = if clear_last_sent {
+            "SET last_delivery = :d REMOVE last_invite_sent_at"
+        } else {
+            "SET last_delivery = :d"
+        };
         self.client
             .update_item()
             .table_name(&self.table)
@@ -225,46 +358,48 @@ impl Store {
     }
 
     /// Spends an invitation token: the user becomes active only if this exact token is still
-    /// the current one and the invitation has not expired, all checked inside DynamoDB.
-    pub async fn activate_invited(&self, id: &UserId, token: &TokenHash, password_hash: &str, now: DateTime<Utc>) -> Result<User, ConditionalError> {
-        let (pk, sk) = keys::user(id);
-        let now_s = items::timestamp(now);
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
-            .update_expression(
-                "SET #status = :active, password_hash = :ph, email_verified = :t, updated_at = :now, activated_at = :now, spent_invite_token_hash = :h \
-                 ADD session_version :one \
-                 REMOVE invite_token_hash, invite_expires_at, GSI2PK, GSI2SK",
-            )
-            .condition_expression("#status = :invited AND invite_token_hash = :h AND invite_expires_at > :now")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":active", av(UserStatus::Active.as_str()))
-            .expression_attribute_values(":invited", av(UserStatus::Invited.as_str()))
-            .expression_attribute_values(":ph", av(password_hash))
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", av(now_s))
-            .expression_attribute_values(":h", av(token.as_str()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match out {
-            Ok(out) => {
-                let item: UserItem = serde_dynamo::from_item(out.attributes.unwrap_or_default())
-                    .map_err(|source| StoreError::Mapping { operation: "activate_invited", source })?;
-                Ok(item.user)
-            }
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Err(ConditionalError::Conflict),
-            Err(e) => Err(StoreError::sdk("activate_invited", e).into()),
+    /// the current one and the invitation has not expired, all checked inside DynamoDB. An
+    /// accepted team_admin is counted in the same transaction.
+    pub async fn activate_invited(
+        &self,
+        user: &User,
+        token: &TokenHash,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ConditionalError> {
+        const OPERATION: &str = "activate_invited";
+        let verified = user.invite_via != Some(items::LinkVia::Link);
+        let mut items = vec![
+            Write::update(keys::user(&user.id))
+                .set(
+                    "#status = :active, password_hash = :ph, email_verified = :verified, updated_at = :now, spent_invite_token_hash = :h \
+                     ADD session_version :one \
+                     REMOVE invite_token_hash, invite_expires_at, invite_via, GSI2PK, GSI2SK",
+                )
+                .condition("#status = :invited AND invite_token_hash = :h AND invite_expires_at > :now")
+                .name("#status", "status")
+                .value(":active", av(UserStatus::Active.as_str()))
+                .value(":invited", av(UserStatus::Invited.as_str()))
+                .value(":ph", av(password_hash))
+                .value(":verified", AttributeValue::Bool(verified))
+                .value(":now", av(items::timestamp(now)))
+                .value(":h", av(token.as_str()))
+                .value(":one", AttributeValue::N("1".into()))
+                .build(self, OPERATION)?,
+        ];
+        if user.role == crate::domain::Role::TeamAdmin {
+            items.push(self.team_admin_count(OPERATION, 1)?);
         }
+        self.transact(OPERATION, items).await
     }
 
     pub async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
-        let item = serde_dynamo::to_item(TenantItem::new(tenant.clone())).map_err(|source| StoreError::Mapping { operation: "create_tenant", source })?;
+        let item = serde_dynamo::to_item(TenantItem::new(tenant.clone())).map_err(|source| {
+            StoreError::Mapping {
+                operation: "create_tenant",
+                source,
+            }
+        })?;
         let out = self
             .client
             .put_item()
@@ -275,7 +410,9 @@ impl Store {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
             Err(e) => Err(StoreError::sdk("create_tenant", e)),
         }
     }
@@ -284,13 +421,21 @@ impl Store {
         match self.get("get_tenant", keys::tenant(id)).await? {
             None => Ok(None),
             Some(item) => {
-                let item: TenantItem = serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation: "get_tenant", source })?;
+                let item: TenantItem =
+                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
+                        operation: "get_tenant",
+                        source,
+                    })?;
                 Ok(Some(item.tenant))
             }
         }
     }
 
-    pub async fn list_tenants(&self, cursor: Option<&str>, limit: i32) -> Result<Page<Tenant>, StoreError> {
+    pub async fn list_tenants(
+        &self,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<Tenant>, StoreError> {
         let (pk, _) = keys::tenant(&TenantId::admin());
         let mut query = self
             .client
@@ -300,23 +445,44 @@ impl Store {
             .expression_attribute_values(":pk", av(pk.clone()))
             .limit(limit);
         if let Some(sk) = cursor.and_then(items::decode_cursor) {
-            query = query.exclusive_start_key("PK", av(pk)).exclusive_start_key("SK", av(sk));
+            query = query
+                .exclusive_start_key("PK", av(pk))
+                .exclusive_start_key("SK", av(sk));
         }
-        let out = query.send().await.map_err(|e| StoreError::sdk("list_tenants", e))?;
+        let out = query
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("list_tenants", e))?;
         let tenants = out
             .items()
             .iter()
             .map(|item| serde_dynamo::from_item::<_, TenantItem>(item.clone()).map(|i| i.tenant))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StoreError::Mapping { operation: "list_tenants", source })?;
-        let next_cursor = out.last_evaluated_key().and_then(|k| k.get("SK")).and_then(|v| v.as_s().ok()).map(|s| items::encode_cursor(s));
-        Ok(Page { items: tenants, next_cursor })
+            .map_err(|source| StoreError::Mapping {
+                operation: "list_tenants",
+                source,
+            })?;
+        let next_cursor = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("SK"))
+            .and_then(|v| v.as_s().ok())
+            .map(|s| items::encode_cursor(s));
+        Ok(Page {
+            items: tenants,
+            next_cursor,
+        })
     }
 
     /// A page of a tenant's users, ordered by email, optionally filtered by status.
     /// The cursor carries only the sort key; the partition comes from the caller's tenant,
     /// so a forged cursor cannot reach another tenant.
-    pub async fn list_users(&self, tenant: &TenantId, status: Option<UserStatus>, cursor: Option<&str>, limit: i32) -> Result<Page<User>, StoreError> {
+    pub async fn list_users(
+        &self,
+        tenant: &TenantId,
+        status: Option<UserStatus>,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<User>, StoreError> {
         let gsi_pk = keys::tenant_users(tenant);
         let mut users = Vec::new();
         let mut start = cursor.and_then(items::decode_cursor);
@@ -338,7 +504,12 @@ impl Store {
             }
             if let Some(sk) = &start {
                 let id = sk.rsplit('#').next().unwrap_or_default().to_owned();
-                let Some(id) = UserId::parse(&id) else { return Ok(Page { items: vec![], next_cursor: None }) };
+                let Some(id) = UserId::parse(&id) else {
+                    return Ok(Page {
+                        items: vec![],
+                        next_cursor: None,
+                    });
+                };
                 let (pk, ssk) = keys::user(&id);
                 query = query
                     .exclusive_start_key("GSI1PK", av(gsi_pk.clone()))
@@ -346,22 +517,44 @@ impl Store {
                     .exclusive_start_key("PK", av(pk))
                     .exclusive_start_key("SK", av(ssk));
             }
-            let out = query.send().await.map_err(|e| StoreError::sdk("list_users", e))?;
+            let out = query
+                .send()
+                .await
+                .map_err(|e| StoreError::sdk("list_users", e))?;
             for item in out.items() {
-                let item: UserItem = serde_dynamo::from_item(item.clone()).map_err(|source| StoreError::Mapping { operation: "list_users", source })?;
+                let item: UserItem = serde_dynamo::from_item(item.clone()).map_err(|source| {
+                    StoreError::Mapping {
+                        operation: "list_users",
+                        source,
+                    }
+                })?;
                 users.push(item.user);
             }
-            start = out.last_evaluated_key().and_then(|k| k.get("GSI1SK")).and_then(|v| v.as_s().ok()).cloned();
+            start = out
+                .last_evaluated_key()
+                .and_then(|k| k.get("GSI1SK"))
+                .and_then(|v| v.as_s().ok())
+                .cloned();
             if start.is_none() || users.len() >= limit as usize {
                 break;
             }
         }
-        Ok(Page { items: users, next_cursor: start.map(|s| items::encode_cursor(&s)) })
+        Ok(Page {
+            items: users,
+            next_cursor: start.map(|s| items::encode_cursor(&s)),
+        })
     }
 
     /// Fixed-window counter: adds `cost` to the window's count unless that would pass
     /// `limit`. Returns the seconds until the window ends when refused.
-    pub async fn rate_limit(&self, key: &str, limit: u32, window: Duration, cost: u32, now: DateTime<Utc>) -> Result<Result<(), u64>, StoreError> {
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        cost: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), u64>, StoreError> {
         if cost == 0 {
             return Ok(Ok(()));
         }
@@ -383,12 +576,17 @@ impl Store {
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":cost", AttributeValue::N(cost.to_string()))
             .expression_attribute_values(":max", AttributeValue::N((limit - cost).to_string()))
-            .expression_attribute_values(":ttl", AttributeValue::N((start + 2 * window_secs).to_string()))
+            .expression_attribute_values(
+                ":ttl",
+                AttributeValue::N((start + 2 * window_secs).to_string()),
+            )
             .send()
             .await;
         match out {
             Ok(_) => Ok(Ok(())),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(Err(retry_after)),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(Err(retry_after))
+            }
             Err(e) => Err(StoreError::sdk("rate_limit", e)),
         }
     }

@@ -1,0 +1,19 @@
+//! Lambda `audit`: Lists a tenant's audit trail (GET /v1/tenants/{tenant}/audit).
+//! The rules live in `latchkey::ops::audit`; this binary only wires them to the runtime.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use latchkey::app::App;
+use latchkey::lambda_http::{self, Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    latchkey::telemetry::init();
+    let app = Arc::new(App::load().await?);
+    lambda_http::run(service_fn(move |req| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(latchkey::ops::audit::handle(&app, req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,82 @@
+//! `GET /v1/tenants/{tenant}/audit`: who did what to whom, newest first. Never a token.
+
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth;
+use crate::domain::TenantId;
+use crate::http::{self, HttpResult};
+use crate::mail::Mailer;
+use crate::problem::Problem;
+use crate::store::items::timestamp;
+use crate::store::{AuditEvent, Party};
+
+#[derive(Serialize)]
+struct PartyView {
+    id: String,
+    email: String,
+}
+
+impl From<&Party> for PartyView {
+    fn from(p: &Party) -> Self {
+        Self {
+            id: p.id.to_string(),
+            email: p.email.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventView {
+    at: String,
+    actor: PartyView,
+    action: String,
+    target: PartyView,
+    detail: Option<String>,
+}
+
+impl From<&AuditEvent> for EventView {
+    fn from(e: &AuditEvent) -> Self {
+        Self {
+            at: timestamp(e.at),
+            actor: (&e.actor).into(),
+            action: e.action.clone(),
+            target: (&e.target).into(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Events {
+    events: Vec<EventView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    http::respond(list(app, &req).await)
+}
+
+async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
+    let tenant = http::path_param(req, "tenant")
+        .and_then(|t| TenantId::parse(&t).ok())
+        .ok_or_else(|| Problem::not_found("tenant"))?;
+    caller.require_manager_of(&tenant, "tenant")?;
+    let limit = http::page_limit(req)?;
+    if app.store.get_tenant(&tenant).await?.is_none() {
+        return Err(Problem::not_found("tenant"));
+    }
+    let page = app
+        .store
+        .list_audit(&tenant, http::query_param(req, "cursor").as_deref(), limit)
+        .await?;
+    Ok(http::json(
+        200,
+        &Events {
+            events: page.items.iter().map(EventView::from).collect(),
+            next_cursor: page.next_cursor,
+        },
+    ))
+}

@@ -1,0 +1,309 @@
+//! The invitation lifecycle after creation: reissuing links, reset links, role changes,
+//! deletion, the expiry sweep and the audit trail. Every admin action is written in one
+//! transaction with its audit record, so there is never an action without its record.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+use super::items::{self, AuditEvent, AuditItem, LinkVia, keys};
+use super::{ConditionalError, Page, Store, StoreError, User, Write, av};
+use crate::domain::{Role, TenantId, UserId, UserStatus};
+use crate::token::TokenHash;
+
+/// A change to an invitation link, decided by the caller.
+pub struct Reissue<'a> {
+    pub hash: &'a TokenHash,
+    pub via: LinkVia,
+    pub expires_at: DateTime<Utc>,
+    /// Set when the link goes out by mail now.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The `admin` tenant's count of active team_admins; a decrement is refused at one.
+    pub(crate) fn team_admin_count(
+        &self,
+        operation: &'static str,
+        delta: i32,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let condition = if delta < 0 {
+            "attribute_exists(PK) AND active_team_admins > :one"
+        } else {
+            "attribute_exists(PK)"
+        };
+        let mut write = Write::update(keys::tenant(&TenantId::admin()))
+            .set("ADD active_team_admins :d")
+            .condition(condition)
+            .value(":d", AttributeValue::N(delta.to_string()));
+        if delta < 0 {
+            write = write.value(":one", AttributeValue::N("1".into()));
+        }
+        write.build(self, operation)
+    }
+
+    /// The increment that counts a newly created active team_admin (bootstrap).
+    pub fn team_admin_count_write(&self) -> Result<TransactWriteItem, StoreError> {
+        self.team_admin_count("create_user", 1)
+    }
+
+    fn audit_put(
+        &self,
+        operation: &'static str,
+        event: &AuditEvent,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let item = serde_dynamo::to_item(AuditItem::new(event.clone()))
+            .map_err(|source| StoreError::Mapping { operation, source })?;
+        self.put(operation, item, None)
+    }
+
+    pub fn audit_write(&self, event: &AuditEvent) -> Result<TransactWriteItem, StoreError> {
+        self.audit_put("audit", event)
+    }
+
+    /// Condition that the user's invitation slot still holds what the caller read, so that of
+    /// two concurrent reissues exactly one applies (and only its link survives).
+    fn unchanged_invite(write: Write, user: &User) -> Write {
+        let write = write
+            .name("#status", "status")
+            .value(":invited", av(UserStatus::Invited.as_str()))
+            .value(":expired", av(UserStatus::Expired.as_str()));
+        match &user.invite_token_hash {
+            Some(old) => write
+                .condition("#status IN (:invited, :expired) AND invite_token_hash = :old")
+                .value(":old", av(old.clone())),
+            None => write.condition(
+                "#status IN (:invited, :expired) AND attribute_not_exists(invite_token_hash)",
+            ),
+        }
+    }
+
+    /// Replaces the invitation link (resend or copyable link): the old link dies, the expiry
+    /// restarts and an expired invitation is pending again.
+    pub async fn reissue_invite(
+        &self,
+        user: &User,
+        change: &Reissue<'_>,
+        audit: &AuditEvent,
+    ) -> Result<(), ConditionalError> {
+        const OPERATION: &str = "reissue_invite";
+        let expires = items::timestamp(change.expires_at);
+        let mut set = String::from(
+            "SET #status = :invited, invite_token_hash = :h, invite_via = :via, invite_expires_at = :exp, updated_at = :now, GSI2PK = :shard, GSI2SK = :pending",
+        );
+        if change.sent_at.is_some() {
+            set.push_str(", last_invite_sent_at = :now");
+        }
+        let write = Write::update(keys::user(&user.id))
+            .set(&set)
+            .value(":h", av(change.hash.as_str()))
+            .value(
+                ":via",
+                av(match change.via {
+                    LinkVia::Email => "email",
+                    LinkVia::Link => "link",
+                }),
+            )
+            .value(":exp", av(expires.clone()))
+            .value(
+                ":now",
+                av(items::timestamp(change.sent_at.unwrap_or(audit.at))),
+            )
+            .value(":shard", av(keys::pending_shard(&user.id)))
+            .value(":pending", av(format!("{expires}#{}", user.id)));
+        let update = Self::unchanged_invite(write, user).build(self, OPERATION)?;
+        self.transact(OPERATION, vec![update, self.audit_put(OPERATION, audit)?])
+            .await
+    }
+
+    /// Stores a password-reset link for an active user (replacing any earlier one).
+    pub async fn issue_reset(
+        &self,
+        user: &User,
+        hash: &TokenHash,
+        expires_at: DateTime<Utc>,
+        audit: &AuditEvent,
+    ) -> Result<(), ConditionalError> {
+        const OPERATION: &str = "issue_reset";
+        let update = Write::update(keys::user(&user.id))
+            .set("reset_token_hash = :h, reset_expires_at = :exp")
+            .condition("#status = :active")
+            .name("#status", "status")
+            .value(":active", av(UserStatus::Active.as_str()))
+            .value(":h", av(hash.as_str()))
+            .value(":exp", av(items::timestamp(expires_at)))
+            .build(self, OPERATION)?;
+        self.transact(OPERATION, vec![update, self.audit_put(OPERATION, audit)?])
+            .await
+    }
+
+    /// Changes a role and revokes the user's sessions, if the user is as the caller saw them.
+    pub async fn change_role(
+        &self,
+        user: &User,
+        role: Role,
+        audit: &AuditEvent,
+    ) -> Result<(), ConditionalError> {
+        const OPERATION: &str = "change_role";
+        let update = Write::update(keys::user(&user.id))
+            .set("SET #role = :new, updated_at = :now ADD session_version :one")
+            .condition("#role = :old AND #status = :status")
+            .name("#role", "role")
+            .name("#status", "status")
+            .value(":new", av(role.as_str()))
+            .value(":old", av(user.role.as_str()))
+            .value(":status", av(user.status.as_str()))
+            .value(":now", av(items::timestamp(audit.at)))
+            .value(":one", AttributeValue::N("1".into()))
+            .build(self, OPERATION)?;
+        let mut writes = vec![update, self.audit_put(OPERATION, audit)?];
+        if user.status == UserStatus::Active {
+            match (user.role == Role::TeamAdmin, role == Role::TeamAdmin) {
+                (true, false) => writes.push(self.team_admin_count(OPERATION, -1)?),
+                (false, true) => writes.push(self.team_admin_count(OPERATION, 1)?),
+                _ => {}
+            }
+        }
+        self.transact(OPERATION, writes).await
+    }
+
+    /// Deletes the user and frees the address; an invitation's links die with the item.
+    pub async fn delete_user(
+        &self,
+        user: &User,
+        audit: &AuditEvent,
+    ) -> Result<(), ConditionalError> {
+        const OPERATION: &str = "delete_user";
+        let delete = Write::delete(keys::user(&user.id))
+            .condition("#role = :role AND #status = :status")
+            .name("#role", "role")
+            .name("#status", "status")
+            .value(":role", av(user.role.as_str()))
+            .value(":status", av(user.status.as_str()))
+            .build(self, OPERATION)?;
+        let claim = Write::delete(keys::email(&user.email))
+            .condition("user_id = :id")
+            .value(":id", av(user.id.as_str()))
+            .build(self, OPERATION)?;
+        let mut writes = vec![delete, claim, self.audit_put(OPERATION, audit)?];
+        if user.status == UserStatus::Active && user.role == Role::TeamAdmin {
+            writes.push(self.team_admin_count(OPERATION, -1)?);
+        }
+        self.transact(OPERATION, writes).await
+    }
+
+    /// A tenant's audit trail, newest first.
+    pub async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let pk = keys::audit(tenant);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", av(pk.clone()))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(sk) = cursor.and_then(items::decode_cursor) {
+            query = query
+                .exclusive_start_key("PK", av(pk))
+                .exclusive_start_key("SK", av(sk));
+        }
+        let out = query
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("list_audit", e))?;
+        let events = out
+            .items()
+            .iter()
+            .map(|item| serde_dynamo::from_item::<_, AuditItem>(item.clone()).map(|i| i.event))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StoreError::Mapping {
+                operation: "list_audit",
+                source,
+            })?;
+        let next_cursor = out
+            .last_evaluated_key()
+            .and_then(|k| k.get("SK"))
+            .and_then(|v| v.as_s().ok())
+            .map(|s| items::encode_cursor(s));
+        Ok(Page {
+            items: events,
+            next_cursor,
+        })
+    }
+
+    /// One page of invitations in `shard` whose expiry is before `now` (keys only).
+    pub async fn due_invitations(
+        &self,
+        shard: u8,
+        now: DateTime<Utc>,
+        start: Option<std::collections::HashMap<String, AttributeValue>>,
+    ) -> Result<
+        (
+            Vec<UserId>,
+            Option<std::collections::HashMap<String, AttributeValue>>,
+        ),
+        StoreError,
+    > {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(items::PENDING_INDEX)
+            .key_condition_expression("GSI2PK = :shard AND GSI2SK < :cutoff")
+            .expression_attribute_values(":shard", av(format!("PENDING#{shard}")))
+            .expression_attribute_values(":cutoff", av(items::timestamp(now)))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::sdk("due_invitations", e))?;
+        let ids = out
+            .items()
+            .iter()
+            .filter_map(|item| {
+                item.get("PK")?
+                    .as_s()
+                    .ok()?
+                    .strip_prefix("USER#")
+                    .and_then(UserId::parse)
+            })
+            .collect();
+        Ok((ids, out.last_evaluated_key))
+    }
+
+    /// Marks one invitation expired if it is still pending and past its expiry. Returns
+    /// false when an accept, a resend or an earlier sweep got there first.
+    pub async fn expire_invitation(
+        &self,
+        id: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (pk, sk) = keys::user(id);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
+            .update_expression("SET #status = :expired, updated_at = :now REMOVE GSI2PK, GSI2SK")
+            .condition_expression("#status = :invited AND invite_expires_at <= :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":expired", av(UserStatus::Expired.as_str()))
+            .expression_attribute_values(":invited", av(UserStatus::Invited.as_str()))
+            .expression_attribute_values(":now", av(items::timestamp(now)))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::sdk("expire_invitation", e)),
+        }
+    }
+}
