@@ -286,3 +286,90 @@ pub async fn items_with_prefix(stack: &TestStack, prefix: &str) -> usize {
         })
         .count()
 }
+
+/// Whether an invitation token is still live, without spending it: a live token gets past
+/// the token checks and is stopped by the password policy.
+pub async fn invite_token_is_live(api: &Api, token: &str) -> bool {
+    let resp = api.accept(token, "short").await;
+    match resp.code() {
+        "weak_password" => true,
+        "token_invalid" | "token_used" | "token_expired" => false,
+        other => panic!("unexpected answer {other}: {}", resp.text),
+    }
+}
+
+/// Every invitation token mailed to `to`, oldest first.
+pub async fn mailed_tokens(stack: &TestStack, to: &str, page: &str) -> Vec<String> {
+    stack
+        .mail_to(to)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| link_in(&m.text, page))
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// A tenant with one invited user; returns (admin token, tenant, email, user id).
+pub async fn tenant_with_invitee(stack: &TestStack, api: &Api) -> (String, String, String, String) {
+    let admin = api.admin_token(stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let email = unique_email("inv");
+    let resp = api
+        .invite(&admin, &tenant, serde_json::json!([{"email": email}]))
+        .await;
+    let id = resp.json["results"][0]["user_id"]
+        .as_str()
+        .expect("invited")
+        .to_owned();
+    (admin, tenant, email, id)
+}
+
+impl Api {
+    pub async fn resend(&self, token: &str, user_id: &str) -> Resp {
+        self.post(
+            &format!("/v1/users/{user_id}/resend-invitation"),
+            Some(token),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn access_link(&self, token: &str, user_id: &str) -> Resp {
+        self.post(
+            &format!("/v1/users/{user_id}/access-link"),
+            Some(token),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn patch_role(&self, token: &str, user_id: &str, role: &str) -> Resp {
+        let body = serde_json::to_vec(&serde_json::json!({"role": role})).unwrap();
+        self.send(
+            reqwest::Method::PATCH,
+            &format!("/v1/users/{user_id}"),
+            Some(token),
+            Some("application/json"),
+            body,
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn delete_user(&self, token: &str, user_id: &str) -> Resp {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/{user_id}"),
+            Some(token),
+            None,
+            vec![],
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn user(&self, token: &str, user_id: &str) -> Resp {
+        self.get(&format!("/v1/users/{user_id}"), Some(token)).await
+    }
+}
