@@ -112,6 +112,39 @@ impl Mailer for SesMailer {
     }
 }
 
+/// The mails this service sends; each is an HTML and a text template of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Invite,
+    Reset,
+    Verify,
+    EmailChange,
+    EmailChanged,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Invite => "invite",
+            Self::Reset => "reset",
+            Self::Verify => "verify",
+            Self::EmailChange => "email-change",
+            Self::EmailChanged => "email-changed",
+        }
+    }
+
+    fn subject(self, tenant_name: &str) -> String {
+        let tenant = one_line(tenant_name);
+        match self {
+            Self::Invite => format!("You're invited to {tenant}"),
+            Self::Reset => format!("Reset your {tenant} password"),
+            Self::Verify => format!("Confirm your email address for {tenant}"),
+            Self::EmailChange => format!("Confirm your new sign-in address for {tenant}"),
+            Self::EmailChanged => format!("Your {tenant} sign-in address was changed"),
+        }
+    }
+}
+
 fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
@@ -120,6 +153,26 @@ fn templates() -> &'static Environment<'static> {
         for (name, source) in [
             ("invite.html", include_str!("../templates/mail/invite.html")),
             ("invite.txt", include_str!("../templates/mail/invite.txt")),
+            ("reset.html", include_str!("../templates/mail/reset.html")),
+            ("reset.txt", include_str!("../templates/mail/reset.txt")),
+            ("verify.html", include_str!("../templates/mail/verify.html")),
+            ("verify.txt", include_str!("../templates/mail/verify.txt")),
+            (
+                "email-change.html",
+                include_str!("../templates/mail/email-change.html"),
+            ),
+            (
+                "email-change.txt",
+                include_str!("../templates/mail/email-change.txt"),
+            ),
+            (
+                "email-changed.html",
+                include_str!("../templates/mail/email-changed.html"),
+            ),
+            (
+                "email-changed.txt",
+                include_str!("../templates/mail/email-changed.txt"),
+            ),
         ] {
             env.add_template(name, source)
                 .expect("mail templates are valid");
@@ -133,6 +186,64 @@ pub fn human_time(t: DateTime<Utc>) -> String {
     t.format("%-d %B %Y at %H:%M UTC").to_string()
 }
 
+/// Everything a mail may mention. Links are built by this service from the configured base
+/// and a URL-safe token, so they are marked safe; every other value is escaped in HTML.
+pub struct Mail<'a> {
+    pub kind: Kind,
+    pub to: &'a Email,
+    pub tenant_name: &'a str,
+    pub link: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub inviter: Option<&'a str>,
+    pub role: Option<Role>,
+    pub new_email: Option<&'a Email>,
+}
+
+impl<'a> Mail<'a> {
+    pub fn new(kind: Kind, to: &'a Email, tenant_name: &'a str) -> Self {
+        Self {
+            kind,
+            to,
+            tenant_name,
+            link: None,
+            expires_at: None,
+            inviter: None,
+            role: None,
+            new_email: None,
+        }
+    }
+
+    pub fn link(mut self, link: &'a str, expires_at: DateTime<Utc>) -> Self {
+        self.link = Some(link);
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    pub fn render(&self) -> Result<OutgoingMail, MailError> {
+        let ctx = context! {
+            tenant_name => self.tenant_name,
+            email => self.to.as_str(),
+            inviter => self.inviter,
+            role => self.role.map(Role::as_str),
+            link => self.link.map(|l| minijinja::Value::from_safe_string(l.to_owned())),
+            expires_at => self.expires_at.map(human_time),
+            new_email => self.new_email.map(Email::as_str),
+        };
+        let render = |ext: &str| {
+            templates()
+                .get_template(&format!("{}.{ext}", self.kind.name()))
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| MailError::Template(e.to_string()))
+        };
+        Ok(OutgoingMail {
+            to: self.to.clone(),
+            subject: self.kind.subject(self.tenant_name),
+            html: render("html")?,
+            text: render("txt")?,
+        })
+    }
+}
+
 pub struct Invitation<'a> {
     pub to: &'a Email,
     pub tenant_name: &'a str,
@@ -143,26 +254,10 @@ pub struct Invitation<'a> {
 }
 
 pub fn render_invitation(inv: &Invitation<'_>) -> Result<OutgoingMail, MailError> {
-    let ctx = context! {
-        tenant_name => inv.tenant_name,
-        inviter => inv.inviter,
-        role => inv.role.as_str(),
-        // Built here from the configured base and a URL-safe token: nothing to escape.
-        link => minijinja::Value::from_safe_string(inv.link.to_owned()),
-        expires_at => human_time(inv.expires_at),
-    };
-    let render = |name: &str| {
-        templates()
-            .get_template(name)
-            .and_then(|t| t.render(&ctx))
-            .map_err(|e| MailError::Template(e.to_string()))
-    };
-    Ok(OutgoingMail {
-        to: inv.to.clone(),
-        subject: format!("You're invited to {}", one_line(inv.tenant_name)),
-        html: render("invite.html")?,
-        text: render("invite.txt")?,
-    })
+    let mut mail = Mail::new(Kind::Invite, inv.to, inv.tenant_name).link(inv.link, inv.expires_at);
+    mail.inviter = Some(inv.inviter);
+    mail.role = Some(inv.role);
+    mail.render()
 }
 
 /// Subjects are headers: no line breaks, bounded length.
@@ -202,6 +297,30 @@ mod tests {
         assert!(!mail.html.contains("<script>"));
         assert!(mail.html.contains("&lt;script&gt;"));
         assert!(!mail.subject.contains('\n') && !mail.subject.contains('\r'));
+    }
+
+    #[test]
+    fn every_kind_renders_both_parts_with_its_link_and_expiry() {
+        let to = Email::parse("ada@example.com").unwrap();
+        let new = Email::parse("ada@new.example.com").unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for kind in [Kind::Reset, Kind::Verify, Kind::EmailChange] {
+            let mail = Mail::new(kind, &to, "Acme")
+                .link("https://acme.example.com/x#token=abc.def", at)
+                .render()
+                .unwrap();
+            for body in [&mail.html, &mail.text] {
+                assert!(
+                    body.contains("https://acme.example.com/x#token=abc.def"),
+                    "{kind:?}"
+                );
+                assert!(body.contains("15 January 2027 at 08:00 UTC"), "{kind:?}");
+            }
+        }
+        let mut notice = Mail::new(Kind::EmailChanged, &to, "Acme");
+        notice.new_email = Some(&new);
+        let notice = notice.render().unwrap();
+        assert!(notice.text.contains("ada@new.example.com") && !notice.text.contains("token"));
     }
 
     #[test]

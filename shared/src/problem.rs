@@ -27,6 +27,7 @@ pub enum Code {
     UserNotActive,
     LastTeamAdmin,
     Conflict,
+    AlreadyVerified,
     AlreadyExists,
     TokenInvalid,
     TokenExpired,
@@ -58,6 +59,7 @@ impl Code {
             Self::UserNotActive => "user_not_active",
             Self::LastTeamAdmin => "last_team_admin",
             Self::Conflict => "conflict",
+            Self::AlreadyVerified => "already_verified",
             Self::AlreadyExists => "already_exists",
             Self::TokenInvalid => "token_invalid",
             Self::TokenExpired => "token_expired",
@@ -87,7 +89,8 @@ impl Code {
             | Self::UserActive
             | Self::UserNotActive
             | Self::LastTeamAdmin
-            | Self::Conflict => 409,
+            | Self::Conflict
+            | Self::AlreadyVerified => 409,
             Self::TokenExpired => 410,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
@@ -118,6 +121,7 @@ impl Code {
             Self::UserNotActive => "The user has not accepted the invitation yet",
             Self::LastTeamAdmin => "The last team_admin cannot be removed",
             Self::Conflict => "Changed at the same time",
+            Self::AlreadyVerified => "The address is already verified",
             Self::AlreadyExists => "The user already exists",
             Self::TokenInvalid => "The link is not valid",
             Self::TokenExpired => "The link has expired",

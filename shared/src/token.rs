@@ -16,6 +16,7 @@ pub enum Purpose {
     Invite,
     Reset,
     Verify,
+    EmailChange,
 }
 
 impl Purpose {
@@ -24,6 +25,7 @@ impl Purpose {
             Self::Invite => b"invite",
             Self::Reset => b"reset",
             Self::Verify => b"verify",
+            Self::EmailChange => b"email-change",
         }
     }
 }
@@ -56,6 +58,37 @@ impl TokenHash {
     /// Constant-time comparison with a stored hash.
     pub fn matches(&self, stored: Option<&str>) -> bool {
         stored.is_some_and(|s| s.as_bytes().ct_eq(self.0.as_bytes()).into())
+    }
+}
+
+/// What a presented token means for one purpose's slot on a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// It is the current token and has not expired: it may be spent.
+    Live,
+    Expired,
+    /// It was the token of this slot and has been spent.
+    Used,
+    /// Never issued, or superseded by a newer one.
+    Unknown,
+}
+
+/// Classifies a token against a slot (current hash, its expiry, the last spent hash).
+pub fn slot_state(
+    hash: &TokenHash,
+    current: Option<&str>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    spent: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> SlotState {
+    if hash.matches(spent) {
+        SlotState::Used
+    } else if !hash.matches(current) {
+        SlotState::Unknown
+    } else if expires_at.is_none_or(|at| at <= now) {
+        SlotState::Expired
+    } else {
+        SlotState::Live
     }
 }
 

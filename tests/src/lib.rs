@@ -373,3 +373,52 @@ impl Api {
         self.get(&format!("/v1/users/{user_id}"), Some(token)).await
     }
 }
+
+/// An active user in a fresh tenant; returns (admin token, tenant, email, user id).
+pub async fn tenant_with_active_user(
+    stack: &TestStack,
+    api: &Api,
+) -> (String, String, String, String) {
+    let admin = api.admin_token(stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (email, id) = invite_and_accept(stack, api, &admin, &tenant, "member").await;
+    (admin, tenant, email, id)
+}
+
+impl Api {
+    pub async fn admin_reset(&self, token: &str, user_id: &str) -> Resp {
+        self.post(
+            &format!("/v1/users/{user_id}/password-reset"),
+            Some(token),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn forgot(&self, tenant: &str, email: &str) -> Resp {
+        self.post(
+            "/v1/password/forgot",
+            None,
+            &serde_json::json!({"tenant": tenant, "email": email}),
+        )
+        .await
+    }
+
+    pub async fn reset_password(&self, token: &str, password: &str) -> Resp {
+        self.post(
+            "/v1/password/reset",
+            None,
+            &serde_json::json!({"token": token, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn verify_email(&self, token: &str) -> Resp {
+        self.post(
+            "/v1/email/verify",
+            None,
+            &serde_json::json!({"token": token}),
+        )
+        .await
+    }
+}

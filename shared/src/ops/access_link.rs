@@ -53,7 +53,7 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         let audit = super::audit(&caller, "password_reset_link_created", &user, None);
         let result = app
             .store
-            .issue_reset(&user, &hash, expires_at, &audit)
+            .issue_reset(&user, &hash, expires_at, Some(&audit))
             .await;
         let link = AccessLink {
             url: format!("{base}/reset-password#token={}", token.expose()),

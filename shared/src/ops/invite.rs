@@ -19,7 +19,7 @@ use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
 use crate::problem::{Code, Problem};
 use crate::store::items::{now, timestamp};
-use crate::store::{CreateUserError, Delivery, LinkVia, Tenant, User};
+use crate::store::{CreateUserError, LinkVia, Tenant, User};
 use crate::token::{LinkToken, Purpose};
 
 /// More than this in one request goes through the CSV import instead.
@@ -275,6 +275,14 @@ pub async fn invite_one<M: Mailer>(
         invite_via: token.as_ref().map(|_| LinkVia::Email),
         reset_token_hash: None,
         reset_expires_at: None,
+        spent_reset_token_hash: None,
+        verify_token_hash: None,
+        verify_expires_at: None,
+        spent_verify_token_hash: None,
+        pending_email: None,
+        email_change_token_hash: None,
+        email_change_expires_at: None,
+        spent_email_change_token_hash: None,
         last_delivery: None,
         invited_by: Some(caller.id().clone()),
     };
@@ -337,29 +345,20 @@ pub async fn send_invitation<M: Mailer>(
         app.config.links.for_tenant(&tenant.id),
         token.expose()
     );
-    let sent = match mail::render_invitation(&mail::Invitation {
+    let message = mail::render_invitation(&mail::Invitation {
         to: &user.email,
         tenant_name: &tenant.name,
         inviter: caller.user.email.as_str(),
         role: user.role,
         link: &link,
         expires_at,
-    }) {
-        Ok(message) => app.mailer.send(&message).await,
-        Err(e) => Err(e),
-    };
-    let Err(err) = sent else { return Ok(()) };
-    tracing::warn!(user_id = %user.id, code = err.code(), error = %err, "invitation mail not sent");
-    let delivery = Delivery {
-        status: "send_failed".into(),
-        at: now(),
-        reason: Some(err.to_string()),
-    };
-    if let Err(e) = app.store.record_delivery(&user.id, &delivery, true).await {
-        tracing::warn!(user_id = %user.id, error = %e, "could not record the failed send");
-    }
-    Err(ErrorBody {
-        code: err.code(),
-        detail: format!("{err}. The invitation is saved; resend it or hand over an access link."),
-    })
+    });
+    super::deliver(app, user, message, true)
+        .await
+        .map_err(|err| ErrorBody {
+            code: err.code(),
+            detail: format!(
+                "{err}. The invitation is saved; resend it or hand over an access link."
+            ),
+        })
 }

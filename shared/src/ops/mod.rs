@@ -1,16 +1,21 @@
 //! One module per operation: its request shape, its error enum, its handler.
 
+use crate::app::App;
 use crate::auth::Caller;
+use crate::mail::{MailError, Mailer, OutgoingMail};
 use crate::store::items::now;
-use crate::store::{AuditEvent, Party, User};
+use crate::store::{AuditEvent, Delivery, Party, User};
 
 pub mod accept;
 pub mod access_link;
 pub mod audit;
 pub mod bootstrap;
+pub mod email;
 pub mod invite;
 pub mod pages;
+pub mod password;
 pub mod resend;
+pub mod reset;
 pub mod sessions;
 pub mod sweep;
 pub mod tenants;
@@ -26,4 +31,99 @@ pub fn audit(caller: &Caller, action: &str, target: &User, detail: Option<String
         target: Party::of(target),
         detail,
     }
+}
+
+/// Sends a rendered mail. When SES refuses, the refusal is recorded on the user (so the admin
+/// list shows it) and returned; whatever the mail was about stays stored and valid.
+pub async fn deliver<M: Mailer>(
+    app: &App<M>,
+    user: &User,
+    message: Result<OutgoingMail, MailError>,
+    invitation: bool,
+) -> Result<(), MailError> {
+    let sent = match message {
+        Ok(message) => app.mailer.send(&message).await,
+        Err(e) => Err(e),
+    };
+    let Err(err) = sent else { return Ok(()) };
+    tracing::warn!(user_id = %user.id, code = err.code(), error = %err, "mail not sent");
+    let delivery = Delivery {
+        status: "send_failed".into(),
+        at: now(),
+        reason: Some(err.to_string()),
+    };
+    if let Err(e) = app
+        .store
+        .record_delivery(&user.id, &delivery, invitation)
+        .await
+    {
+        tracing::warn!(user_id = %user.id, error = %e, "could not record the failed send");
+    }
+    Err(err)
+}
+
+/// What the mail-sending routes answer: the link's expiry and whether the mail went out.
+#[derive(serde::Serialize)]
+pub struct Sent {
+    pub expires_at: String,
+    pub email_sent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_error: Option<invite::ErrorBody>,
+}
+
+impl Sent {
+    pub fn new(
+        expires_at: chrono::DateTime<chrono::Utc>,
+        result: Result<(), MailError>,
+        what: &str,
+    ) -> Self {
+        let email_error = result.err().map(|err| invite::ErrorBody {
+            code: err.code(),
+            detail: format!(
+                "{err}. The {what} is saved; try again later or hand over an access link."
+            ),
+        });
+        Self {
+            expires_at: crate::store::items::timestamp(expires_at),
+            email_sent: email_error.is_none(),
+            email_error,
+        }
+    }
+}
+
+/// Mails of one kind that one user may be sent per hour, whoever asks.
+pub const MAILS_PER_USER_PER_HOUR: u32 = 5;
+
+/// Spends one unit of an hourly budget, or answers 429 with `Retry-After`.
+pub async fn hourly_budget<M: Mailer>(
+    app: &App<M>,
+    key: &str,
+    limit: u32,
+    detail: &str,
+) -> Result<(), crate::problem::Problem> {
+    match app
+        .store
+        .rate_limit(key, limit, std::time::Duration::from_secs(3600), 1, now())
+        .await?
+    {
+        Ok(()) => Ok(()),
+        Err(retry) => Err(
+            crate::problem::Problem::new(crate::problem::Code::RateLimited, detail)
+                .retry_after(retry),
+        ),
+    }
+}
+
+/// A link to one of the pages, for a user's tenant host.
+pub fn page_link<M: Mailer>(
+    app: &App<M>,
+    tenant: &crate::domain::TenantId,
+    page: &str,
+    token: &crate::token::LinkToken,
+) -> String {
+    format!(
+        "{}/{page}#token={}",
+        app.config.links.for_tenant(tenant),
+        token.expose()
+    )
 }

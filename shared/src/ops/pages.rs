@@ -13,11 +13,23 @@ fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        env.add_template(
-            "accept-invite.html",
-            include_str!("../../templates/pages/accept-invite.html"),
-        )
-        .expect("page templates are valid");
+        for (name, source) in [
+            (
+                "accept-invite.html",
+                include_str!("../../templates/pages/accept-invite.html"),
+            ),
+            (
+                "reset-password.html",
+                include_str!("../../templates/pages/reset-password.html"),
+            ),
+            (
+                "verify-email.html",
+                include_str!("../../templates/pages/verify-email.html"),
+            ),
+        ] {
+            env.add_template(name, source)
+                .expect("page templates are valid");
+        }
         env
     })
 }
@@ -25,6 +37,8 @@ fn templates() -> &'static Environment<'static> {
 fn page_for(path: &str) -> Option<&'static str> {
     match path.trim_end_matches('/') {
         "/accept-invite" => Some("accept-invite.html"),
+        "/reset-password" => Some("reset-password.html"),
+        "/verify-email" => Some("verify-email.html"),
         _ => None,
     }
 }
@@ -56,7 +70,7 @@ pub async fn handle(req: Request) -> Response<Body> {
     };
     let mut resp = Response::new(body);
     let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
     );
     let headers = resp.headers_mut();
     headers.insert(

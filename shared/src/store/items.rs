@@ -178,6 +178,31 @@ pub struct User {
     )]
     pub reset_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_reset_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token_hash: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub verify_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_verify_token_hash: Option<String>,
+    /// The address an admin asked to move this user to, until its owner confirms it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_change_token_hash: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub email_change_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent_email_change_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<Delivery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invited_by: Option<UserId>,
@@ -343,6 +368,14 @@ mod tests {
             invite_via: None,
             reset_token_hash: None,
             reset_expires_at: None,
+            spent_reset_token_hash: None,
+            verify_token_hash: None,
+            verify_expires_at: None,
+            spent_verify_token_hash: None,
+            pending_email: None,
+            email_change_token_hash: None,
+            email_change_expires_at: None,
+            spent_email_change_token_hash: None,
             last_delivery: None,
             invited_by: None,
         }

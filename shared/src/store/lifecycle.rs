@@ -116,27 +116,6 @@ impl Store {
             .await
     }
 
-    /// Stores a password-reset link for an active user (replacing any earlier one).
-    pub async fn issue_reset(
-        &self,
-        user: &User,
-        hash: &TokenHash,
-        expires_at: DateTime<Utc>,
-        audit: &AuditEvent,
-    ) -> Result<(), ConditionalError> {
-        const OPERATION: &str = "issue_reset";
-        let update = Write::update(keys::user(&user.id))
-            .set("reset_token_hash = :h, reset_expires_at = :exp")
-            .condition("#status = :active")
-            .name("#status", "status")
-            .value(":active", av(UserStatus::Active.as_str()))
-            .value(":h", av(hash.as_str()))
-            .value(":exp", av(items::timestamp(expires_at)))
-            .build(self, OPERATION)?;
-        self.transact(OPERATION, vec![update, self.audit_put(OPERATION, audit)?])
-            .await
-    }
-
     /// Changes a role and revokes the user's sessions, if the user is as the caller saw them.
     pub async fn change_role(
         &self,

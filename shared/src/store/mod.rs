@@ -6,6 +6,7 @@
 
 pub mod items;
 mod lifecycle;
+mod recovery;
 pub use lifecycle::Reissue;
 mod write;
 

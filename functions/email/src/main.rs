@@ -1,0 +1,19 @@
+//! Lambda `email`: Email verification and address change (POST /v1/users/{id}/resend-verification, POST /v1/users/{id}/email-change, POST /v1/email/verify).
+//! The rules live in `latchkey::ops::email`; this binary only wires them to the runtime.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use latchkey::app::App;
+use latchkey::lambda_http::{self, Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    latchkey::telemetry::init();
+    let app = Arc::new(App::load().await?);
+    lambda_http::run(service_fn(move |req| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(latchkey::ops::email::handle(&app, req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,19 @@
+//! Lambda `reset`: Mails an active user a password-reset link at an admin's request (POST /v1/users/{id}/password-reset).
+//! The rules live in `latchkey::ops::reset`; this binary only wires them to the runtime.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use latchkey::app::App;
+use latchkey::lambda_http::{self, Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    latchkey::telemetry::init();
+    let app = Arc::new(App::load().await?);
+    lambda_http::run(service_fn(move |req| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(latchkey::ops::reset::handle(&app, req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,234 @@
+//! Self-service recovery: `POST /v1/password/forgot` and `POST /v1/password/reset`.
+//!
+//! "Forgot" answers the same 202 and the same bytes whether or not the account exists, in
+//! that tenant or any; it does the same reads on every path and pads its answer to a fixed
+//! minimum time, so neither the body nor the timing reveals which addresses have accounts.
+
+use std::time::{Duration, Instant};
+
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::domain::{Email, TenantId, UserId, UserStatus};
+use crate::http::{self, HttpResult};
+use crate::mail::{Kind, Mail, Mailer};
+use crate::password::{self, Password};
+use crate::problem::{Code, Problem};
+use crate::store::ConditionalError;
+use crate::store::items::now;
+use crate::token::{LinkToken, Purpose, SlotState, slot_state};
+
+/// Every "forgot" answer takes at least this long, covering the write and the send that only
+/// the existing-account path does.
+const FORGOT_MIN_DURATION: Duration = Duration::from_millis(400);
+pub const FORGOT_PER_ADDRESS_PER_HOUR: u32 = 5;
+pub const FORGOT_PER_IP_PER_HOUR: u32 = 30;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Forgot {
+    tenant: String,
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reset {
+    token: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct Done {
+    user_id: String,
+    tenant: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    #[error(
+        "This link is not valid any more; a newer one may have been sent. Use the most recent email, or request a new link."
+    )]
+    Invalid,
+    #[error(
+        "This link has expired. Request a new one with 'forgot password', or ask your administrator."
+    )]
+    Expired,
+    #[error("This link has already been used. Sign in, or request a new link.")]
+    Used,
+    #[error("{0}")]
+    WeakPassword(#[from] password::PasswordError),
+}
+
+impl From<LinkError> for Problem {
+    fn from(err: LinkError) -> Self {
+        let code = match err {
+            LinkError::Invalid => Code::TokenInvalid,
+            LinkError::Expired => Code::TokenExpired,
+            LinkError::Used => Code::TokenUsed,
+            LinkError::WeakPassword(_) => Code::WeakPassword,
+        };
+        Problem::new(code, err.to_string())
+    }
+}
+
+impl LinkError {
+    pub fn from_state(state: SlotState) -> Result<(), Self> {
+        match state {
+            SlotState::Live => Ok(()),
+            SlotState::Expired => Err(Self::Expired),
+            SlotState::Used => Err(Self::Used),
+            SlotState::Unknown => Err(Self::Invalid),
+        }
+    }
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    let result = match (req.method(), req.uri().path().trim_end_matches('/')) {
+        (&Method::POST, "/v1/password/forgot") => forgot(app, &req).await,
+        (&Method::POST, "/v1/password/reset") => reset(app, &req).await,
+        _ => Err(http::method_not_allowed()),
+    };
+    http::respond(result)
+}
+
+async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let started = Instant::now();
+    let body: Forgot = http::json_body(req)?;
+    let email =
+        Email::parse(&body.email).map_err(|e| Problem::new(Code::InvalidEmail, e.to_string()))?;
+    let tenant = TenantId::parse(body.tenant.trim()).ok();
+    let ip = http::source_ip(req).unwrap_or_else(|| "unknown".into());
+    let too_many = "Too many reset requests; wait a while and try again.";
+    super::hourly_budget(
+        app,
+        &format!("forgot-ip#{ip}"),
+        FORGOT_PER_IP_PER_HOUR,
+        too_many,
+    )
+    .await?;
+    super::hourly_budget(
+        app,
+        &format!("forgot#{email}"),
+        FORGOT_PER_ADDRESS_PER_HOUR,
+        too_many,
+    )
+    .await?;
+
+    // Two reads on every path: the address claim, then the user (or a user that cannot exist).
+    let id = app.store.find_user_id(&email).await?;
+    let user = app
+        .store
+        .get_user(&id.unwrap_or_else(UserId::generate))
+        .await?;
+    if let Some(user) =
+        user.filter(|u| u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref())
+    {
+        send_self_service_reset(app, &user).await;
+    }
+    if let Some(rest) = FORGOT_MIN_DURATION.checked_sub(started.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    Ok(http::json(
+        202,
+        &serde_json::json!({
+            "detail": "If an account with this address exists in this tenant, a reset link is on its way. It expires in one hour or less."
+        }),
+    ))
+}
+
+/// Failures here are logged, never answered: the caller must not learn that the account exists.
+async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::User) {
+    let limit = super::MAILS_PER_USER_PER_HOUR;
+    if super::hourly_budget(app, &format!("reset-mail#{}", user.id), limit, "")
+        .await
+        .is_err()
+    {
+        tracing::info!(user_id = %user.id, "self-service reset over the per-user budget");
+        return;
+    }
+    let expires_at = now() + chrono::Duration::seconds(app.config.reset_ttl.as_secs() as i64);
+    let token = LinkToken::generate(&user.id);
+    if let Err(e) = app
+        .store
+        .issue_reset(
+            user,
+            &token.hash(&app.keys, Purpose::Reset),
+            expires_at,
+            None,
+        )
+        .await
+    {
+        tracing::warn!(user_id = %user.id, error = %e, "self-service reset not stored");
+        return;
+    }
+    let tenant_name = match app.store.get_tenant(&user.tenant).await {
+        Ok(Some(t)) => t.name,
+        _ => user.tenant.to_string(),
+    };
+    let link = super::page_link(app, &user.tenant, "reset-password", &token);
+    let _ = super::deliver(
+        app,
+        user,
+        Mail::new(Kind::Reset, &user.email, &tenant_name)
+            .link(&link, expires_at)
+            .render(),
+        false,
+    )
+    .await;
+    tracing::info!(tenant = %user.tenant, user_id = %user.id, "self-service reset sent");
+}
+
+async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let body: Reset = http::json_body(req)?;
+    let token = LinkToken::parse(&body.token).ok_or(LinkError::Invalid)?;
+    let hash = token.hash(&app.keys, Purpose::Reset);
+    let user = app
+        .store
+        .get_user(token.user_id())
+        .await?
+        .ok_or(LinkError::Invalid)?;
+    let state = |u: &crate::store::User| {
+        slot_state(
+            &hash,
+            u.reset_token_hash.as_deref(),
+            u.reset_expires_at,
+            u.spent_reset_token_hash.as_deref(),
+            now(),
+        )
+    };
+    LinkError::from_state(state(&user))?;
+    let password =
+        Password::parse(&body.password, Some(user.email.as_str())).map_err(LinkError::from)?;
+    let phc = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|_| Problem::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            Problem::internal()
+        })?;
+    match app.store.complete_reset(&user, &hash, &phc, now()).await {
+        Ok(()) => {
+            tracing::info!(tenant = %user.tenant, user_id = %user.id, "password reset completed");
+            Ok(http::json(
+                200,
+                &Done {
+                    user_id: user.id.to_string(),
+                    tenant: user.tenant.to_string(),
+                },
+            ))
+        }
+        Err(ConditionalError::Conflict) => {
+            let current = app
+                .store
+                .get_user(&user.id)
+                .await?
+                .ok_or(LinkError::Invalid)?;
+            LinkError::from_state(state(&current))?;
+            Err(LinkError::Invalid.into())
+        }
+        Err(ConditionalError::Store(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,85 @@
+//! `POST /v1/users/{id}/password-reset`: an admin sends an active user a reset link.
+//! There is no route, flag or code path by which anyone sets another person's password.
+
+use lambda_http::{Body, Request, Response};
+
+use crate::app::App;
+use crate::auth;
+use crate::domain::UserStatus;
+use crate::http::{self, HttpResult};
+use crate::mail::{Kind, Mail, Mailer};
+use crate::ops::resend::changed_concurrently;
+use crate::ops::users::load_managed;
+use crate::problem::{Code, Problem};
+use crate::store::ConditionalError;
+use crate::store::items::now;
+use crate::token::{LinkToken, Purpose};
+
+pub fn user_not_active() -> Problem {
+    Problem::new(
+        Code::UserNotActive,
+        "This user has not accepted the invitation yet, so there is no password to reset. Resend the invitation (POST /v1/users/{id}/resend-invitation).",
+    )
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    http::respond(send_reset(app, &req).await)
+}
+
+async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
+    let user = load_managed(
+        app,
+        &caller,
+        &http::path_param(req, "id").unwrap_or_default(),
+    )
+    .await?;
+    if user.status != UserStatus::Active {
+        return Err(user_not_active());
+    }
+    if !caller.may_assign(user.role) {
+        return Err(Problem::new(
+            Code::ForbiddenRole,
+            "Only a team_admin can send a team_admin a reset link.",
+        ));
+    }
+    let limit = super::MAILS_PER_USER_PER_HOUR;
+    super::hourly_budget(app, &format!("reset-mail#{}", user.id), limit, &format!("At most {limit} reset emails per user per hour. If the mail is not arriving, hand over an access link instead.")).await?;
+    let tenant = app
+        .store
+        .get_tenant(&user.tenant)
+        .await?
+        .ok_or_else(|| Problem::not_found("user"))?;
+    let expires_at = now() + chrono::Duration::seconds(app.config.reset_ttl.as_secs() as i64);
+    let token = LinkToken::generate(&user.id);
+    let audit = super::audit(&caller, "password_reset_sent", &user, None);
+    match app
+        .store
+        .issue_reset(
+            &user,
+            &token.hash(&app.keys, Purpose::Reset),
+            expires_at,
+            Some(&audit),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
+        Err(ConditionalError::Store(e)) => return Err(e.into()),
+    }
+    let link = super::page_link(app, &user.tenant, "reset-password", &token);
+    let sent = super::deliver(
+        app,
+        &user,
+        Mail::new(Kind::Reset, &user.email, &tenant.name)
+            .link(&link, expires_at)
+            .render(),
+        false,
+    )
+    .await;
+    tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "password reset sent");
+    Ok(http::json(
+        202,
+        &super::Sent::new(expires_at, sent, "reset link"),
+    ))
+}
