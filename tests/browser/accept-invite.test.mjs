@@ -7,135 +7,26 @@
 // Optional: CHROMIUM_PATH (default /usr/bin/chromium, Debian's package).
 // Every test makes its own tenant (b-<random>) and invitee (<random>@example.test),
 // reads the invitation mail from moto's /moto-api/data.json, and opens the mailed
-// link with its origin replaced by LATCHKEY_API_URL's.
-import { after, before, test } from 'node:test';
+// link with its origin replaced by LATCHKEY_API_URL's. The helpers are in helpers.mjs.
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-
-function env(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: the browser tests run against a live local stack (see the top of ${import.meta.url})`);
-  return value;
-}
-const API = new URL(env('LATCHKEY_API_URL')).origin;
-const MOTO = env('LATCHKEY_MOTO_URL').replace(/\/+$/, '');
-const ADMIN = { email: env('BOOTSTRAP_ADMIN_EMAIL'), password: env('BOOTSTRAP_ADMIN_PASSWORD') };
-const SHOTS = new URL('./screenshots/', import.meta.url).pathname;
+import {
+  API, SHOTS, api, apiRequests, expectStatus, invitee, openPage, passphrase, sleep, useStack,
+} from './helpers.mjs';
 
 const PAGE = '/accept-invite';
 const ACCEPT = '/v1/invitations/accept';
 const USED = "This invitation has already been used. Sign in with the password you set, or use 'Forgot password'.";
 const INCOMPLETE = 'This link is incomplete. Open the link from your invitation email again, or ask your administrator for a new invitation.';
 
-const rand = () => randomBytes(5).toString('hex');
-const passphrase = () => `amber ${rand()} lantern orbit`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// --- the HTTP API --------------------------------------------------------------------------
-
-async function api(method, path, body, token) {
-  const headers = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  return { status: res.status, data };
-}
-
-async function expectStatus(want, promise, what) {
-  const res = await promise;
-  assert.equal(res.status, want, `${what}: HTTP ${res.status} ${JSON.stringify(res.data)}`);
-  return res.data;
-}
-
-let adminToken;
-async function invitee() {
-  const subdomain = `b-${rand()}`;
-  const tenant = await expectStatus(201, api('POST', '/v1/tenants', { name: `Browser ${subdomain}`, subdomain }, adminToken), 'create tenant');
-  const email = `${rand()}@example.test`;
-  const out = await expectStatus(200, api('POST', `/v1/tenants/${tenant.id}/invitations`,
-    { invitations: [{ email, role: 'member' }], send_email: true }, adminToken), 'invite');
-  assert.equal(out.results.length, 1);
-  assert.equal(out.results[0].status, 'invited', JSON.stringify(out.results[0]));
-  assert.equal(out.results[0].email_sent, true, JSON.stringify(out.results[0]));
-  const link = await mailedLink(email);
-  return { tenant: tenant.id, email, link, token: new URL(link).hash.replace(/^#token=/, '') };
-}
-
-// --- the mail, as moto keeps it ------------------------------------------------------------
-
-const decodeEntities = (s) => s
-  .replace(/&#x([0-9a-f]+);/gi, (_, h) => String.fromCodePoint(parseInt(h, 16)))
-  .replace(/&#(\d+);/g, (_, d) => String.fromCodePoint(Number(d)))
-  .replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;|&apos;/g, "'");
-
-async function mailedLink(email, timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await fetch(`${MOTO}/moto-api/data.json`);
-    assert.equal(res.status, 200, 'moto data.json');
-    const data = await res.json();
-    const messages = (data.ses && data.ses.Message) || (data.sesv2 && data.sesv2.Message) || [];
-    const mine = messages.filter((m) => {
-      const to = (m.destinations && (m.destinations.ToAddresses || m.destinations)) || [];
-      return [].concat(to).some((a) => String(a).toLowerCase().includes(email));
-    });
-    for (const m of mine.reverse()) {
-      // body is a string or {html, text}: search the whole message, HTML-escaped or not.
-      const found = decodeEntities(JSON.stringify(m)).match(/https?:\/\/[^\s"'<>\\]*?\/accept-invite#token=[A-Za-z0-9._-]+/);
-      if (found) {
-        const link = new URL(found[0]);
-        const api = new URL(API);
-        link.protocol = api.protocol;
-        link.host = api.host;
-        return link.href;
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`no invitation mail with an accept-invite link to ${email} (${mine.length} message(s) to it)`);
-    await sleep(250);
-  }
-}
-
-// --- the browser ---------------------------------------------------------------------------
-
-let browser;
-before(async () => {
-  const session = await expectStatus(200, api('POST', '/v1/sessions', { tenant: 'admin', ...ADMIN }), 'admin sign-in');
-  adminToken = session.token;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
-after(async () => { if (browser) await browser.close(); });
-
-// A fresh context per test; every request the page makes is recorded.
-async function openPage(t, url) {
-  const context = await browser.newContext();
-  t.after(() => context.close());
-  const page = await context.newPage();
-  const requests = [];
-  const consoleErrors = [];
-  page.on('request', (r) => requests.push({ method: r.method(), url: r.url() }));
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
-  const response = await page.goto(url);
-  assert.equal(response.status(), 200, `GET ${url}`);
-  return { page, context, requests, consoleErrors };
-}
+useStack();
 
 async function setPassword(page, password, confirm = password) {
   await page.getByLabel('New password').fill(password);
   await page.getByLabel('Confirm password').fill(confirm);
   await page.getByRole('button', { name: 'Activate account' }).click();
 }
-
-const apiRequests = (requests) => requests.filter((r) => new URL(r.url).pathname.startsWith('/v1/'));
 
 // --- the tests -----------------------------------------------------------------------------
 
