@@ -67,6 +67,23 @@ pub fn hash(password: &Password) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
+/// Hashes on the blocking pool: argon2 takes tens of milliseconds of CPU, which must not
+/// stall the async runtime. Failures are logged and become a 500 without detail.
+pub async fn hash_off_thread(password: Password) -> Result<String, crate::problem::Problem> {
+    let joined = tokio::task::spawn_blocking(move || hash(&password)).await;
+    match joined {
+        Ok(Ok(phc)) => Ok(phc),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "password hashing failed");
+            Err(crate::problem::Problem::internal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password hashing task failed");
+            Err(crate::problem::Problem::internal())
+        }
+    }
+}
+
 /// Verifies against a stored PHC string. With `None` it hashes against a fixed dummy so
 /// that an unknown account costs the same time as a known one (no enumeration by timing).
 pub fn verify(candidate: &str, stored: Option<&str>) -> bool {

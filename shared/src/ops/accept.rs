@@ -91,13 +91,7 @@ async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     classify(&user, &hash, now())?;
     let password =
         Password::parse(&body.password, Some(user.email.as_str())).map_err(AcceptError::from)?;
-    let phc = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|_| Problem::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            Problem::internal()
-        })?;
+    let phc = password::hash_off_thread(password).await?;
     match app.store.activate_invited(&user, &hash, &phc, now()).await {
         Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "invitation accepted");

@@ -13,7 +13,9 @@ fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // Each page extends base.html, which holds the style sheet and the shared script.
         for (name, source) in [
+            ("base.html", include_str!("../../templates/pages/base.html")),
             (
                 "accept-invite.html",
                 include_str!("../../templates/pages/accept-invite.html"),
@@ -91,4 +93,61 @@ pub async fn handle(req: Request) -> Response<Body> {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str) -> Response<Body> {
+        let req = lambda_http::http::Request::builder()
+            .uri(path)
+            .body(Body::Empty)
+            .unwrap();
+        futures::executor::block_on(handle(req.into()))
+    }
+
+    #[test]
+    fn every_page_renders_whole_with_the_nonce_in_its_csp() {
+        for path in ["/accept-invite", "/reset-password", "/verify-email"] {
+            let resp = get(path);
+            assert_eq!(resp.status(), 200, "{path}");
+            let Body::Text(html) = resp.body() else {
+                panic!("{path}: no HTML body")
+            };
+            let csp = resp.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            let nonce = csp
+                .split("'nonce-")
+                .nth(1)
+                .unwrap()
+                .split('\'')
+                .next()
+                .unwrap();
+            assert!(
+                html.contains(&format!("<script nonce=\"{nonce}\">")),
+                "{path}"
+            );
+            assert!(
+                !html.contains("{%") && !html.contains("{{"),
+                "{path}: template syntax left over"
+            );
+            assert!(
+                html.contains("const PAGE = {"),
+                "{path}: the page's own script block is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn each_response_gets_a_fresh_nonce() {
+        let csp = |r: Response<Body>| {
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_ne!(csp(get("/accept-invite")), csp(get("/accept-invite")));
+    }
 }

@@ -202,13 +202,7 @@ async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     LinkError::from_state(state(&user))?;
     let password =
         Password::parse(&body.password, Some(user.email.as_str())).map_err(LinkError::from)?;
-    let phc = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|_| Problem::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            Problem::internal()
-        })?;
+    let phc = password::hash_off_thread(password).await?;
     match app.store.complete_reset(&user, &hash, &phc, now()).await {
         Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "password reset completed");

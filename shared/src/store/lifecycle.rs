@@ -178,41 +178,12 @@ impl Store {
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<Page<AuditEvent>, StoreError> {
-        let pk = keys::audit(tenant);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", av(pk.clone()))
-            .scan_index_forward(false)
-            .limit(limit);
-        if let Some(sk) = cursor.and_then(items::decode_cursor) {
-            query = query
-                .exclusive_start_key("PK", av(pk))
-                .exclusive_start_key("SK", av(sk));
-        }
-        let out = query
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk("list_audit", e))?;
-        let events = out
-            .items()
-            .iter()
-            .map(|item| serde_dynamo::from_item::<_, AuditItem>(item.clone()).map(|i| i.event))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StoreError::Mapping {
-                operation: "list_audit",
-                source,
-            })?;
-        let next_cursor = out
-            .last_evaluated_key()
-            .and_then(|k| k.get("SK"))
-            .and_then(|v| v.as_s().ok())
-            .map(|s| items::encode_cursor(s));
+        let page = self
+            .partition_page::<AuditItem>("list_audit", keys::audit(tenant), true, cursor, limit)
+            .await?;
         Ok(Page {
-            items: events,
-            next_cursor,
+            items: page.items.into_iter().map(|i| i.event).collect(),
+            next_cursor: page.next_cursor,
         })
     }
 

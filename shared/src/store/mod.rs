@@ -438,12 +438,32 @@ impl Store {
         limit: i32,
     ) -> Result<Page<Tenant>, StoreError> {
         let (pk, _) = keys::tenant(&TenantId::admin());
+        let page = self
+            .partition_page::<TenantItem>("list_tenants", pk, false, cursor, limit)
+            .await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|i| i.tenant).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// One page of the items under one partition key, in sort-key order (or reversed). The
+    /// cursor carries only the sort key; the partition is always the caller's.
+    pub(crate) async fn partition_page<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        pk: String,
+        newest_first: bool,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<Page<T>, StoreError> {
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("PK = :pk")
             .expression_attribute_values(":pk", av(pk.clone()))
+            .scan_index_forward(!newest_first)
             .limit(limit);
         if let Some(sk) = cursor.and_then(items::decode_cursor) {
             query = query
@@ -453,25 +473,19 @@ impl Store {
         let out = query
             .send()
             .await
-            .map_err(|e| StoreError::sdk("list_tenants", e))?;
-        let tenants = out
+            .map_err(|e| StoreError::sdk(operation, e))?;
+        let items = out
             .items()
             .iter()
-            .map(|item| serde_dynamo::from_item::<_, TenantItem>(item.clone()).map(|i| i.tenant))
+            .map(|item| serde_dynamo::from_item::<_, T>(item.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StoreError::Mapping {
-                operation: "list_tenants",
-                source,
-            })?;
+            .map_err(|source| StoreError::Mapping { operation, source })?;
         let next_cursor = out
             .last_evaluated_key()
             .and_then(|k| k.get("SK"))
             .and_then(|v| v.as_s().ok())
             .map(|s| items::encode_cursor(s));
-        Ok(Page {
-            items: tenants,
-            next_cursor,
-        })
+        Ok(Page { items, next_cursor })
     }
 
     /// A page of a tenant's users, ordered by email, optionally filtered by status.

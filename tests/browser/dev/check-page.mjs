@@ -9,14 +9,14 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { PAGES, startFakeServer, templatePath } from './fake-server.mjs';
+import { PAGES, assemble, startFakeServer } from './fake-server.mjs';
 
 const SHOTS = new URL('../screenshots/', import.meta.url).pathname;
 mkdirSync(SHOTS, { recursive: true });
 
 // --- static checks of the templates ------------------------------------------------------
 const SHARED_MARK = '// ---- From here to the end of the script: the same in every page opened from mail. ----';
-const sources = Object.fromEntries(PAGES.map((p) => [p, readFileSync(templatePath(p), 'utf8')]));
+const sources = Object.fromEntries(PAGES.map((p) => [p, assemble(p)]));
 const between = (html, from, to) => html.slice(html.indexOf(from), html.indexOf(to, html.indexOf(from)) + to.length);
 let staticFailures = 0;
 for (const [name, html] of Object.entries(sources)) {

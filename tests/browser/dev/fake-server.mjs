@@ -42,8 +42,18 @@ export const templatePath = (page) =>
   fileURLToPath(new URL(`../../../shared/templates/pages/${page}.html`, import.meta.url));
 
 // Read on every request, so an edited template shows on reload.
+// A tiny stand-in for the server's minijinja: `{% extends "base.html" %}` with named blocks.
+export function assemble(page) {
+  const source = readFileSync(templatePath(page), 'utf8');
+  const parent = /^\{% extends "([\w-]+)\.html" %\}/.exec(source);
+  if (!parent) return source;
+  const blocks = {};
+  for (const m of source.matchAll(/\{% block (\w+) %\}([\s\S]*?)\{% endblock %\}/g)) blocks[m[1]] = m[2];
+  return readFileSync(templatePath(parent[1]), 'utf8').replace(/\{% block (\w+) %\}\{% endblock %\}/g, (_, name) => blocks[name] ?? '');
+}
+
 export function render(nonce, page = 'accept-invite') {
-  const html = readFileSync(templatePath(page), 'utf8').replaceAll('{{ nonce }}', nonce);
+  const html = assemble(page).replaceAll('{{ nonce }}', nonce);
   if (/\{\{|\{%|\{#/.test(html)) throw new Error(`${page}.html uses more than {{ nonce }}`);
   return html;
 }
