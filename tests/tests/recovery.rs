@@ -422,3 +422,41 @@ async fn no_route_lets_an_admin_set_a_password() {
         .assert_problem(401, "invalid_credentials");
     assert_eq!(api.sign_in(&tenant, &email, PASSWORD).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_table_holds_no_raw_recovery_token_and_no_password_after_every_flow() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_active_user(&stack, &api).await;
+    api.admin_reset(&admin, &id).await;
+    api.forgot(&tenant, &email).await;
+    let resets = mailed_tokens(&stack, &email, "reset-password").await;
+    api.reset_password(resets.last().unwrap(), NEW_PASSWORD)
+        .await;
+    let new = unique_email("scan");
+    api.post(
+        &format!("/v1/users/{id}/email-change"),
+        Some(&admin),
+        &json!({"new_email": new}),
+    )
+    .await;
+    let change = mailed_tokens(&stack, &new, "verify-email").await;
+    api.verify_email(&change[0]).await;
+    let link = api.access_link(&admin, &id).await;
+    let (_, copied) = link_in(link.json["url"].as_str().unwrap(), "reset-password").unwrap();
+
+    let dump = format!("{:?}", scan_table(&stack).await);
+
+    let mut tokens = resets.clone();
+    tokens.extend(change);
+    tokens.push(copied);
+    for token in &tokens {
+        assert!(
+            !dump.contains(token.split_once('.').unwrap().1),
+            "a raw token is stored"
+        );
+    }
+    for password in [PASSWORD, NEW_PASSWORD, stack.admin_password()] {
+        assert!(!dump.contains(password), "a plain password is stored");
+    }
+}

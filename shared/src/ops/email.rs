@@ -46,12 +46,12 @@ struct Verified {
 
 pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
-    let result = match req.method() {
-        &Method::POST if path == "/v1/email/verify" => verify(app, &req).await,
-        &Method::POST if path.ends_with("/resend-verification") => {
+    let result = match *req.method() {
+        Method::POST if path == "/v1/email/verify" => verify(app, &req).await,
+        Method::POST if path.ends_with("/resend-verification") => {
             resend_verification(app, &req).await
         }
-        &Method::POST if path.ends_with("/email-change") => request_change(app, &req).await,
+        Method::POST if path.ends_with("/email-change") => request_change(app, &req).await,
         _ => Err(http::method_not_allowed()),
     };
     http::respond(result)

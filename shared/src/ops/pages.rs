@@ -104,7 +104,7 @@ mod tests {
             .uri(path)
             .body(Body::Empty)
             .unwrap();
-        futures::executor::block_on(handle(req.into()))
+        futures::executor::block_on(handle(req))
     }
 
     #[test]

@@ -510,7 +510,9 @@ impl Store {
                 .index_name(items::TENANT_USERS_INDEX)
                 .key_condition_expression("GSI1PK = :pk")
                 .expression_attribute_values(":pk", av(gsi_pk.clone()))
-                .limit(limit);
+                // Limit bounds the items read, so asking for the remainder keeps a page within
+                // `limit` however many the filter drops.
+                .limit(limit - users.len() as i32);
             if let Some(status) = status {
                 query = query
                     .filter_expression("#status = :status")

@@ -1,0 +1,73 @@
+//! The user list over thousands of users: filters and cursors that neither skip nor repeat.
+
+use std::collections::HashSet;
+
+use latchkey_tests::*;
+use serde_json::json;
+
+async fn all_ids(api: &Api, token: &str, tenant: &str, query: &str) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if query.is_empty() { "" } else { "&" };
+        let path = match &cursor {
+            Some(c) => format!("/v1/tenants/{tenant}/users?limit=100{sep}{query}&cursor={c}"),
+            None => format!("/v1/tenants/{tenant}/users?limit=100{sep}{query}"),
+        };
+        let page = api.get(&path, Some(token)).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        pages += 1;
+        let users = page.json["users"].as_array().unwrap();
+        assert!(users.len() <= 100);
+        ids.extend(users.iter().map(|u| u["id"].as_str().unwrap().to_owned()));
+        match page.json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return (ids, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_status() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let mut invited = HashSet::new();
+    for batch in 0..4 {
+        let rows: Vec<_> = (0..500)
+            .map(|i| json!({"email": format!("p{batch}-{i}-{}", unique_email("bulk"))}))
+            .collect();
+        let resp = api
+            .post(
+                &format!("/v1/tenants/{tenant}/invitations"),
+                Some(&admin),
+                &json!({"invitations": rows, "send_email": false}),
+            )
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        invited.extend(
+            resp.json["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["user_id"].as_str().expect("invited").to_owned()),
+        );
+    }
+    let (_, active) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
+
+    let (everyone, pages) = all_ids(&api, &admin, &tenant, "").await;
+    let (pending, _) = all_ids(&api, &admin, &tenant, "status=invited").await;
+    let (accepted, _) = all_ids(&api, &admin, &tenant, "status=active").await;
+
+    assert_eq!(everyone.len(), 2001);
+    assert_eq!(
+        everyone.iter().collect::<HashSet<_>>().len(),
+        2001,
+        "no user is listed twice"
+    );
+    assert!(pages >= 21);
+    assert_eq!(pending.iter().cloned().collect::<HashSet<_>>(), invited);
+    assert_eq!(accepted, vec![active]);
+}
