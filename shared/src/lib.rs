@@ -6,6 +6,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod csv_rows;
 pub mod domain;
 pub mod encoding;
 pub mod http;

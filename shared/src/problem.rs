@@ -11,6 +11,7 @@ pub enum Code {
     MalformedJson,
     UnsupportedMediaType,
     PayloadTooLarge,
+    InvalidCsv,
     ValidationFailed,
     TooManyInvitations,
     InvalidEmail,
@@ -43,6 +44,7 @@ impl Code {
             Self::MalformedJson => "malformed_json",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidCsv => "invalid_csv",
             Self::ValidationFailed => "validation_failed",
             Self::TooManyInvitations => "too_many_invitations",
             Self::InvalidEmail => "invalid_email",
@@ -73,6 +75,7 @@ impl Code {
     pub fn status(self) -> u16 {
         match self {
             Self::MalformedJson
+            | Self::InvalidCsv
             | Self::ValidationFailed
             | Self::TooManyInvitations
             | Self::InvalidEmail
@@ -105,6 +108,7 @@ impl Code {
             Self::MalformedJson => "The request body is not valid JSON",
             Self::UnsupportedMediaType => "Unsupported content type",
             Self::PayloadTooLarge => "The request body is too large",
+            Self::InvalidCsv => "The CSV file cannot be read",
             Self::ValidationFailed => "The request is not valid",
             Self::TooManyInvitations => "Too many invitations in one request",
             Self::InvalidEmail => "Invalid email address",

@@ -11,6 +11,7 @@ pub mod access_link;
 pub mod audit;
 pub mod bootstrap;
 pub mod email;
+pub mod imports;
 pub mod invite;
 pub mod pages;
 pub mod password;

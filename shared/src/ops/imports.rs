@@ -1,0 +1,202 @@
+//! The CSV import, first slice: `GET /v1/imports/template.csv` (public) and
+//! `POST /v1/tenants/{tenant}/imports/preview`, which says what an import of the file would do
+//! to each row without writing anything.
+//!
+//! The preview applies exactly the invite route's row checks ([`invite::check_row`], same
+//! codes), plus `already_exists` for addresses that already have an account.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth;
+use crate::csv_rows::{CsvError, CsvRow, CsvRows};
+use crate::domain::{MAX_EMAIL_LEN, TenantId};
+use crate::http::{self, HttpResult};
+use crate::mail::Mailer;
+use crate::ops::invite::{self, ErrorBody, RowError};
+use crate::problem::{Code, Problem};
+
+/// The downloadable example file.
+pub const TEMPLATE_CSV: &str = "email,role\r\nada@example.com,member\r\n";
+/// Data rows a preview accepts (the S3 import takes more).
+pub const MAX_PREVIEW_ROWS: usize = 5_000;
+/// Largest preview body, in bytes.
+pub const MAX_PREVIEW_BYTES: usize = 1024 * 1024;
+/// Account look-ups in flight at once.
+const CONCURRENCY: usize = 16;
+/// Media types accepted for the CSV body (parameters such as `charset` aside).
+const CSV_MEDIA_TYPES: [&str; 3] = ["text/csv", "application/csv", "text/plain"];
+
+#[derive(Serialize)]
+struct PreviewRow {
+    line: u64,
+    email: String,
+    role: Option<String>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+impl PreviewRow {
+    fn new(row: &CsvRow, outcome: Result<(), RowError>) -> Self {
+        let (status, error) = match outcome {
+            Ok(()) => ("ok", None),
+            Err(err) => (
+                "rejected",
+                Some(ErrorBody {
+                    code: err.code(),
+                    detail: err.to_string(),
+                }),
+            ),
+        };
+        Self {
+            line: row.line,
+            email: clip(&row.email),
+            role: row.role.as_deref().map(clip),
+            status,
+            error,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Preview {
+    rows: Vec<PreviewRow>,
+    ok: usize,
+    rejected: usize,
+}
+
+pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/');
+    let result = match (req.method(), path) {
+        (&Method::GET, "/v1/imports/template.csv") => Ok(template()),
+        (&Method::POST, p) if p.starts_with("/v1/tenants/") && p.ends_with("/imports/preview") => {
+            preview(app, &req).await
+        }
+        _ => Err(http::method_not_allowed()),
+    };
+    http::respond(result)
+}
+
+fn template() -> Response<Body> {
+    let mut resp = Response::new(Body::Text(TEMPLATE_CSV.to_owned()));
+    *resp.status_mut() = StatusCode::OK;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"invitations-template.csv\""),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+async fn preview<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
+    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
+    let tenant = http::path_param(req, "tenant")
+        .and_then(|t| TenantId::parse(&t).ok())
+        .ok_or_else(|| Problem::not_found("tenant"))?;
+    caller.require_manager_of(&tenant, "tenant")?;
+    let body = csv_body(req)?;
+    let tenant = app
+        .store
+        .get_tenant(&tenant)
+        .await?
+        .ok_or_else(|| Problem::not_found("tenant"))?;
+
+    let mut seen = HashSet::new();
+    let mut checked = Vec::new();
+    for row in CsvRows::new(body)
+        .map_err(csv_problem)?
+        .max_rows(MAX_PREVIEW_ROWS)
+    {
+        let row = row.map_err(csv_problem)?;
+        let result = invite::check_row(
+            &row.email,
+            row.role.as_deref(),
+            &tenant.id,
+            &caller,
+            &mut seen,
+        );
+        checked.push((row, result));
+    }
+
+    let rows: Vec<PreviewRow> = futures::stream::iter(checked)
+        .map(|(row, checked)| async move {
+            let outcome = match checked {
+                Err(err) => Err(err),
+                Ok(candidate) => match app.store.find_user_id(&candidate.email).await? {
+                    Some(_) => Err(RowError::AlreadyExists),
+                    None => Ok(()),
+                },
+            };
+            Ok::<_, Problem>(PreviewRow::new(&row, outcome))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    let ok = rows.iter().filter(|r| r.error.is_none()).count();
+    let rejected = rows.len() - ok;
+    Ok(http::json(200, &Preview { rows, ok, rejected }))
+}
+
+/// The raw CSV body, after its content type and size are checked.
+fn csv_body(req: &Request) -> Result<&[u8], Problem> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = content_type.split(';');
+    let media_type = parts.next().unwrap_or("").trim();
+    let utf8 = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let value = value.trim().trim_matches('"');
+            value.eq_ignore_ascii_case("utf-8")
+                || value.eq_ignore_ascii_case("utf8")
+                || value.eq_ignore_ascii_case("us-ascii")
+        }
+        _ => true,
+    });
+    if !CSV_MEDIA_TYPES
+        .iter()
+        .any(|t| media_type.eq_ignore_ascii_case(t))
+        || !utf8
+    {
+        return Err(Problem::new(
+            Code::UnsupportedMediaType,
+            "Send the file as UTF-8 CSV with 'Content-Type: text/csv'.",
+        ));
+    }
+    let bytes = http::body_bytes(req);
+    if bytes.len() > MAX_PREVIEW_BYTES {
+        return Err(Problem::new(
+            Code::PayloadTooLarge,
+            format!(
+                "A preview takes files up to {MAX_PREVIEW_BYTES} bytes (1 MiB); split the file."
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn csv_problem(err: CsvError) -> Problem {
+    Problem::new(Code::InvalidCsv, err.to_string())
+}
+
+/// Echoed cells are bounded so that a 10 KB cell is not sent back in full.
+fn clip(raw: &str) -> String {
+    raw.chars().take(MAX_EMAIL_LEN).collect()
+}
