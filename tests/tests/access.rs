@@ -172,3 +172,38 @@ async fn user_listing_filters_by_status_and_pages_with_a_cursor() {
     .await
     .assert_problem(400, "validation_failed");
 }
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_are_limited_alike_for_known_and_unknown_addresses() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let nobody = unique_email("nobody");
+
+    for email in [stack.admin_email(), nobody.as_str()] {
+        for _ in 0..10 {
+            api.sign_in("admin", email, "wrong password guess")
+                .await
+                .assert_problem(401, "invalid_credentials");
+        }
+        let limited = api.sign_in("admin", email, "wrong password guess").await;
+        limited.assert_problem(429, "rate_limited");
+        assert!(limited.headers.contains_key("retry-after"));
+    }
+    api.sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn successful_sign_ins_are_not_counted_as_failures() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    for _ in 0..12 {
+        assert_eq!(
+            api.sign_in("admin", stack.admin_email(), stack.admin_password())
+                .await
+                .status,
+            200
+        );
+    }
+}

@@ -8,8 +8,12 @@ use crate::domain::{Email, TenantId, UserStatus};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::problem::{Code, Problem};
-use crate::store::items::timestamp;
+use crate::store::items::{now, timestamp};
 use crate::{password, session};
+
+/// Failed sign-ins allowed per address per window before answering 429.
+pub const MAX_FAILURES: u64 = 10;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +55,19 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     // so neither the answer nor its timing tells an attacker which addresses have accounts.
     let tenant = TenantId::parse(&body.tenant).ok();
     let email = Email::parse(&body.email).ok();
+    // Failed sign-ins are counted per address, whether or not it has an account, so the
+    // limit slows password guessing without telling anyone which addresses exist.
+    let failures_key = email.as_ref().map(|e| format!("signin-failures#{e}"));
+    if let Some(key) = &failures_key {
+        let (failures, retry_after) = app.store.rate_window(key, FAILURE_WINDOW, now()).await?;
+        if failures >= MAX_FAILURES {
+            return Err(Problem::new(
+                Code::RateLimited,
+                "Too many failed sign-ins for this address. Wait and try again, or reset the password with 'forgot password'.",
+            )
+            .retry_after(retry_after));
+        }
+    }
     let user = match &email {
         Some(email) if body.password.len() <= password::MAX_LEN * 4 => {
             app.store.find_user_by_email(email).await?
@@ -70,7 +87,15 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         {
             u
         }
-        _ => return Err(SignInError::InvalidCredentials.into()),
+        _ => {
+            if let Some(key) = &failures_key {
+                app.store
+                    .rate_limit(key, u32::MAX, FAILURE_WINDOW, 1, now())
+                    .await?
+                    .ok();
+            }
+            return Err(SignInError::InvalidCredentials.into());
+        }
     };
     let (token, expires) = session::issue(
         &app.keys,

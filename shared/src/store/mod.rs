@@ -562,6 +562,27 @@ impl Store {
         })
     }
 
+    /// The count of the current fixed window of `key` and the seconds until it ends, without
+    /// adding to it (a read: callers that count only failures look before they act).
+    pub async fn rate_window(
+        &self,
+        key: &str,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let window_secs = window.as_secs().max(1) as i64;
+        let start = now.timestamp() - now.timestamp().rem_euclid(window_secs);
+        let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
+        let item = self.get("rate_window", keys::rate(key, start)).await?;
+        let hits = item
+            .as_ref()
+            .and_then(|i| i.get("hits"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((hits, retry_after))
+    }
+
     /// Fixed-window counter: adds `cost` to the window's count unless that would pass
     /// `limit`. Returns the seconds until the window ends when refused.
     pub async fn rate_limit(
