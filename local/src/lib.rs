@@ -11,6 +11,7 @@
 
 pub mod apigw;
 pub mod emulators;
+pub mod faults;
 pub mod gateway;
 pub mod mailbox;
 pub mod paths;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use crate::faults::FaultProxy;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::mailbox::{self, SentMail};
 use crate::paths::Paths;
@@ -37,6 +38,7 @@ pub struct TestStackBuilder {
     bin_dir: Option<PathBuf>,
     endpoints: Option<Endpoints>,
     bootstrap: bool,
+    dynamodb_through: Option<String>,
 }
 
 impl TestStack {
@@ -53,6 +55,7 @@ impl TestStack {
             bin_dir: None,
             endpoints: None,
             bootstrap: true,
+            dynamodb_through: None,
         }
     }
 
@@ -157,19 +160,45 @@ impl TestStackBuilder {
         self
     }
 
+    /// The functions reach DynamoDB through `url` (e.g. a [`FaultProxy`]) instead of the
+    /// emulator; table creation and [`TestStack::dynamodb_client`] still use the emulator.
+    /// The `bootstrap` function is a function too: it runs through `url` while the stack
+    /// starts.
+    pub fn dynamodb_through(mut self, url: impl Into<String>) -> Self {
+        self.dynamodb_through = Some(url.into());
+        self
+    }
+
+    /// Starts a [`FaultProxy`] in front of the emulator's DynamoDB (with no faults), then the
+    /// stack with its functions going through it ([`Self::dynamodb_through`]).
+    pub async fn start_with_fault_proxy(self) -> Result<(TestStack, FaultProxy)> {
+        let endpoints = self.resolve_endpoints()?;
+        let proxy = FaultProxy::start(&endpoints.dynamodb).await?;
+        let stack = self
+            .endpoints(endpoints)
+            .dynamodb_through(proxy.url())
+            .start()
+            .await?;
+        Ok((stack, proxy))
+    }
+
+    fn resolve_endpoints(&self) -> Result<Endpoints> {
+        match self.endpoints.clone().or_else(Endpoints::from_env) {
+            Some(endpoints) => Ok(endpoints),
+            None => anyhow::bail!(
+                "no emulators: AWS_ENDPOINT_URL_DYNAMODB and LATCHKEY_MOTO_URL are not set; run the tests under \
+                 `latchkey-local test-env -- cargo nextest run`"
+            ),
+        }
+    }
+
     pub async fn start(self) -> Result<TestStack> {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        let endpoints = match self.endpoints.clone().or_else(Endpoints::from_env) {
-            Some(endpoints) => endpoints,
-            None => anyhow::bail!(
-                "no emulators: AWS_ENDPOINT_URL_DYNAMODB and LATCHKEY_MOTO_URL are not set; run the tests under \
-                 `latchkey-local test-env -- cargo nextest run`"
-            ),
-        };
+        let endpoints = self.resolve_endpoints()?;
         let template_path = match self.template.clone().or_else(|| var("LATCHKEY_TEMPLATE")) {
             Some(path) => path,
             None => Paths::discover(None)?.template(),
@@ -188,6 +217,12 @@ impl TestStackBuilder {
         let mut config = GatewayConfig::new(template_path, bin_dir);
         config.instances = self.instances;
         config.env = prepared.env.clone();
+        if let Some(url) = &self.dynamodb_through {
+            // Later entries win.
+            config
+                .env
+                .push(("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), url.clone()));
+        }
         config.url_env = prepared.url_env.clone();
         config.moto_url = Some(endpoints.moto.clone());
         config.log_file = var("LATCHKEY_LOG_FILE");
