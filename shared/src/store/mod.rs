@@ -255,25 +255,33 @@ impl Store {
             .map_err(|e| StoreError::build(operation, e))
     }
 
-    /// Runs writes as one transaction. A failed condition is [`ConditionalError::Conflict`];
-    /// a cancellation caused by another transaction on the same items is retried with
-    /// jittered backoff, because the retry will then see the winner's write.
+    /// Runs writes as one transaction. A failed condition is [`ConditionalError::Conflict`].
+    ///
+    /// Two kinds of retry, each for its own reason:
+    /// - cancelled because another transaction touched the same items: retried with backoff and
+    ///   a fresh idempotency token, because the retry will then see the winner's write;
+    /// - outcome unknown after the SDK's own retries (throttled, 5xx, connection lost): one more
+    ///   attempt with the SAME token, so that a write DynamoDB applied but whose answer was lost
+    ///   is reported as the success it was instead of failing its own condition.
     pub(crate) async fn transact(
         &self,
         operation: &'static str,
         items: Vec<TransactWriteItem>,
     ) -> Result<(), ConditionalError> {
+        let new_token = || format!("{:032x}", rand::random::<u128>());
+        let mut token = new_token();
         let mut delay = Duration::from_millis(20);
-        let mut attempt = 0;
+        let mut conflicts = 0;
+        let mut unknown_outcomes = 0;
         loop {
-            attempt += 1;
             let result = self
                 .client
                 .transact_write_items()
+                .client_request_token(&token)
                 .set_transact_items(Some(items.clone()))
                 .send()
                 .await;
-            let retryable = match result {
+            match result {
                 Ok(_) => return Ok(()),
                 Err(SdkError::ServiceError(service))
                     if matches!(
@@ -300,7 +308,8 @@ impl Store {
                                 | "ProvisionedThroughputExceeded"
                         )
                     });
-                    if !retryable || attempt > 8 {
+                    conflicts += 1;
+                    if !retryable || conflicts > 8 {
                         return Err(StoreError::Service {
                             operation,
                             code: "TransactionCanceled".into(),
@@ -309,17 +318,16 @@ impl Store {
                         }
                         .into());
                     }
-                    true
+                    token = new_token();
                 }
                 Err(other) => {
                     let err = StoreError::sdk(operation, other);
-                    if !err.is_transient() || attempt > 3 {
+                    unknown_outcomes += 1;
+                    if !err.is_transient() || unknown_outcomes > 1 {
                         return Err(err.into());
                     }
-                    true
                 }
-            };
-            debug_assert!(retryable);
+            }
             let jitter = rand::random::<u64>() % (delay.as_millis() as u64 + 1);
             tokio::time::sleep(delay + Duration::from_millis(jitter)).await;
             delay = (delay * 2).min(Duration::from_millis(500));
