@@ -5,5 +5,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 cargo nextest run --workspace --no-fail-fast || status=1
+scripts/schemathesis.sh || status=1
 (cd tests/browser && node --test --test-concurrency=1) || status=1
 exit $status

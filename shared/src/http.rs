@@ -173,6 +173,19 @@ pub fn method_not_allowed() -> Problem {
 }
 
 /// `?limit=` for listings: 1 to 100, default 50.
+/// The `cursor` query parameter: absent, or one this API handed out as `next_cursor`.
+/// Anything else is refused rather than read as "from the start", which would loop a client.
+pub fn page_cursor(req: &Request) -> Result<Option<String>, Problem> {
+    match query_param(req, "cursor") {
+        None => Ok(None),
+        Some(raw) if crate::store::items::decode_cursor(&raw).is_some() => Ok(Some(raw)),
+        Some(_) => Err(Problem::new(
+            Code::ValidationFailed,
+            "cursor must be a next_cursor value returned by this API.",
+        )),
+    }
+}
+
 pub fn page_limit(req: &Request) -> Result<i32, Problem> {
     match query_param(req, "limit") {
         None => Ok(50),

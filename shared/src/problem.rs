@@ -39,6 +39,38 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, for documentation checks (infra/openapi.yaml lists each one).
+    pub const ALL: [Code; 28] = [
+        Self::MalformedJson,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::InvalidCsv,
+        Self::ValidationFailed,
+        Self::TooManyInvitations,
+        Self::InvalidEmail,
+        Self::InvalidRole,
+        Self::InvalidTenant,
+        Self::WeakPassword,
+        Self::Unauthorized,
+        Self::InvalidCredentials,
+        Self::Forbidden,
+        Self::ForbiddenRole,
+        Self::NotFound,
+        Self::TenantExists,
+        Self::UserActive,
+        Self::UserNotActive,
+        Self::LastTeamAdmin,
+        Self::Conflict,
+        Self::AlreadyVerified,
+        Self::AlreadyExists,
+        Self::TokenInvalid,
+        Self::TokenExpired,
+        Self::TokenUsed,
+        Self::RateLimited,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MalformedJson => "malformed_json",

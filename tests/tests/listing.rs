@@ -71,3 +71,33 @@ async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_s
     assert_eq!(pending.iter().cloned().collect::<HashSet<_>>(), invited);
     assert_eq!(accepted, vec![active]);
 }
+
+#[tokio::test]
+async fn every_list_refuses_a_cursor_it_did_not_hand_out() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let long = "QUFB".repeat(400); // decodes to 1,200 bytes: longer than any sort key
+    let bad = ["", "%21%21%21", "bm90IGEga2V5%FF", long.as_str()];
+    let lists = [
+        "/v1/tenants".to_owned(),
+        format!("/v1/tenants/{tenant}/users"),
+        format!("/v1/tenants/{tenant}/audit"),
+    ];
+
+    for list in &lists {
+        for cursor in bad {
+            let page = api
+                .get(&format!("{list}?cursor={cursor}"), Some(&admin))
+                .await;
+
+            assert_eq!(
+                (page.status, page.code()),
+                (400, "validation_failed"),
+                "{list} with cursor {cursor:?}: {}",
+                page.text
+            );
+        }
+    }
+}

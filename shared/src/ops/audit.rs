@@ -70,7 +70,7 @@ async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     }
     let page = app
         .store
-        .list_audit(&tenant, http::query_param(req, "cursor").as_deref(), limit)
+        .list_audit(&tenant, http::page_cursor(req)?.as_deref(), limit)
         .await?;
     Ok(http::json(
         200,

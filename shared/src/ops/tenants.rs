@@ -111,7 +111,7 @@ struct TenantList {
 
 async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let limit = http::page_limit(req)?;
-    let cursor = http::query_param(req, "cursor");
+    let cursor = http::page_cursor(req)?;
     let page = app.store.list_tenants(cursor.as_deref(), limit).await?;
     let tenants = page.items.iter().map(TenantView::from).collect();
     Ok(http::json(

@@ -230,7 +230,7 @@ async fn list<M: Mailer>(
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(Problem::not_found("tenant"));
     }
-    let cursor = http::query_param(req, "cursor");
+    let cursor = http::page_cursor(req)?;
     let page = app
         .store
         .list_users(&tenant, status, cursor.as_deref(), limit)

@@ -71,8 +71,12 @@ pub fn encode_cursor(sort_key: &str) -> String {
     b64url(sort_key.as_bytes())
 }
 
+/// A sort key from a cursor, or `None` if it cannot be one: DynamoDB refuses an empty key
+/// and keys over 1 KiB.
 pub fn decode_cursor(cursor: &str) -> Option<String> {
-    b64url_decode(cursor).and_then(|b| String::from_utf8(b).ok())
+    b64url_decode(cursor)
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|sk| !sk.is_empty() && sk.len() <= 1024)
 }
 
 mod rfc3339 {
@@ -335,10 +339,13 @@ pub(crate) struct AuditItem {
 
 impl AuditItem {
     pub(crate) fn new(event: AuditEvent) -> Self {
+        // `at` is whole seconds; the key orders by the microsecond so that several actions
+        // in one second list in the order they happened.
         let suffix = crate::domain::UserId::generate();
+        let written = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         Self {
             pk: keys::audit(&event.tenant),
-            sk: format!("{}#{suffix}", timestamp(event.at)),
+            sk: format!("{written}#{suffix}"),
             event,
         }
     }
