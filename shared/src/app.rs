@@ -39,7 +39,8 @@ impl App<SesMailer> {
         let mailer = SesMailer::new(
             aws_sdk_sesv2::Client::new(&sdk),
             config.sender_email.clone(),
-        );
+        )
+        .with_configuration_set(config.ses_configuration_set.clone());
         Ok(Self {
             config,
             store,

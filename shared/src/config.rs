@@ -18,6 +18,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Invitation mails one tenant may trigger per hour (protects inboxes and SES quota).
     pub invite_mail_per_hour: u32,
+    /// SES configuration set every mail is sent with (`SES_CONFIGURATION_SET`): its events
+    /// feed the delivery status. Unset locally (moto has no event publishing).
+    pub ses_configuration_set: Option<String>,
 }
 
 /// Where links in mail point: each tenant's own host, or one fixed base locally.
@@ -128,6 +131,7 @@ impl Config {
             verify_ttl: seconds(env, "VERIFY_TTL_SECONDS", 24 * 3600)?,
             session_ttl: seconds(env, "SESSION_TTL_SECONDS", 3600)?,
             invite_mail_per_hour,
+            ses_configuration_set: env.get("SES_CONFIGURATION_SET"),
         })
     }
 }

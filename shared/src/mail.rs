@@ -16,6 +16,27 @@ pub struct OutgoingMail {
     pub subject: String,
     pub html: String,
     pub text: String,
+    /// SES message tags, echoed in the delivery events of the configuration set: how
+    /// `ops::delivery` finds the user a bounce is about. Values are ids, never addresses.
+    pub tags: Vec<(&'static str, String)>,
+}
+
+impl OutgoingMail {
+    /// Tags the mail with the user it is for (and their tenant).
+    pub fn for_user(mut self, user: &crate::store::User) -> Self {
+        self.tags
+            .push((crate::ops::delivery::USER_TAG, user.id.to_string()));
+        self.tags.push(("tenant", user.tenant.to_string()));
+        self
+    }
+}
+
+/// SES accepts tag names and values of ASCII letters, digits, `_` and `-` only (max 256).
+fn valid_tag(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Why a mail was not sent; the reason is safe to show to an admin.
@@ -39,6 +60,20 @@ impl MailError {
     }
 }
 
+/// How long SES may take over one send before the mail counts as not sent (and the caller
+/// is told so): it answers in well under a second, and a function has 10 s in all (the
+/// template's `Timeout`), shared with its reads and writes. The SDK retries within this.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+/// One attempt of a send, so that a hung connection leaves time to retry.
+pub const SEND_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn send_timeouts() -> aws_sdk_sesv2::config::timeout::TimeoutConfig {
+    aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(SEND_TIMEOUT)
+        .operation_attempt_timeout(SEND_ATTEMPT_TIMEOUT)
+        .build()
+}
+
 pub trait Mailer: Send + Sync {
     fn send(&self, mail: &OutgoingMail) -> impl Future<Output = Result<(), MailError>> + Send;
 }
@@ -46,11 +81,23 @@ pub trait Mailer: Send + Sync {
 pub struct SesMailer {
     client: aws_sdk_sesv2::Client,
     from: Email,
+    configuration_set: Option<String>,
 }
 
 impl SesMailer {
     pub fn new(client: aws_sdk_sesv2::Client, from: Email) -> Self {
-        Self { client, from }
+        Self {
+            client,
+            from,
+            configuration_set: None,
+        }
+    }
+
+    /// Sends every mail with this SES configuration set, whose event destination publishes
+    /// sends, deliveries, bounces and complaints (see `ops::delivery`).
+    pub fn with_configuration_set(mut self, name: Option<String>) -> Self {
+        self.configuration_set = name;
+        self
     }
 }
 
@@ -74,9 +121,23 @@ impl Mailer for SesMailer {
                     .build(),
             )
             .build();
+        let tags = mail
+            .tags
+            .iter()
+            .filter(|(name, value)| valid_tag(name) && valid_tag(value))
+            .map(|(name, value)| {
+                aws_sdk_sesv2::types::MessageTag::builder()
+                    .name(*name)
+                    .value(value)
+                    .build()
+                    .map_err(|e| MailError::Template(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let result = self
             .client
             .send_email()
+            .set_configuration_set_name(self.configuration_set.clone())
+            .set_email_tags((!tags.is_empty()).then_some(tags))
             .from_email_address(self.from.as_str())
             .destination(
                 Destination::builder()
@@ -84,6 +145,10 @@ impl Mailer for SesMailer {
                     .build(),
             )
             .content(EmailContent::builder().simple(message).build())
+            .customize()
+            .config_override(
+                aws_sdk_sesv2::config::Builder::default().timeout_config(send_timeouts()),
+            )
             .send()
             .await;
         match result {
@@ -240,6 +305,7 @@ impl<'a> Mail<'a> {
             subject: self.kind.subject(self.tenant_name),
             html: render("html")?,
             text: render("txt")?,
+            tags: vec![("mail", self.kind.name().to_owned())],
         })
     }
 }
@@ -321,6 +387,80 @@ mod tests {
         notice.new_email = Some(&new);
         let notice = notice.render().unwrap();
         assert!(notice.text.contains("ada@new.example.com") && !notice.text.contains("token"));
+    }
+
+    /// One HTTP exchange on loopback: answers like SES v2 and hands back the request body.
+    async fn capture_one_request(listener: tokio::net::TcpListener) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let body_start = loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&raw[..body_start]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0);
+        while raw.len() < body_start + length {
+            let n = socket.read(&mut buf).await.unwrap();
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let answer = r#"{"MessageId":"m-1"}"#;
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        socket.write_all(response.as_bytes()).await.unwrap();
+        serde_json::from_slice(&raw[body_start..body_start + length]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ses_gets_the_configuration_set_and_the_tags_that_identify_the_user() {
+        use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(capture_one_request(listener));
+        let client = aws_sdk_sesv2::Client::from_conf(
+            aws_sdk_sesv2::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("k", "s", None, None, "test"))
+                .endpoint_url(url)
+                .build(),
+        );
+        let mailer = SesMailer::new(client, Email::parse("no-reply@example.com").unwrap())
+            .with_configuration_set(Some("latchkey-mail".into()));
+        let mut mail = invitation("Acme");
+        mail.tags.push(("user_id", "AAAAAAAAAAAAAAAAAAAAAA".into()));
+        mail.tags.push(("tenant", "not valid!".into()));
+        mailer.send(&mail).await.unwrap();
+
+        let sent = server.await.unwrap();
+        assert_eq!(sent["ConfigurationSetName"], "latchkey-mail");
+        let tags: Vec<(String, String)> = sent["EmailTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["Name"].as_str().unwrap().to_owned(),
+                    t["Value"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert!(tags.contains(&("user_id".into(), "AAAAAAAAAAAAAAAAAAAAAA".into())));
+        assert!(tags.contains(&("mail".into(), "invite".into())));
+        assert!(
+            tags.iter().all(|(name, _)| name != "tenant"),
+            "SES refuses a whole mail over one malformed tag: such a tag is dropped"
+        );
     }
 
     #[test]

@@ -185,7 +185,8 @@ async fn request_change<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let link = super::page_link(app, &user.tenant, "verify-email", &token);
     let message = Mail::new(Kind::EmailChange, &new_email, &tenant)
         .link(&link, expires_at)
-        .render();
+        .render()
+        .map(|m| m.for_user(&user));
     let sent = match message {
         Ok(message) => app.mailer.send(&message).await,
         Err(e) => Err(e),

@@ -10,6 +10,7 @@ pub mod accept;
 pub mod access_link;
 pub mod audit;
 pub mod bootstrap;
+pub mod delivery;
 pub mod email;
 pub mod imports;
 pub mod invite;
@@ -43,15 +44,22 @@ pub async fn deliver<M: Mailer>(
     invitation: bool,
 ) -> Result<(), MailError> {
     let sent = match message {
-        Ok(message) => app.mailer.send(&message).await,
+        Ok(message) => app.mailer.send(&message.for_user(user)).await,
         Err(e) => Err(e),
     };
     let Err(err) = sent else { return Ok(()) };
     tracing::warn!(user_id = %user.id, code = err.code(), error = %err, "mail not sent");
+    let at = now();
     let delivery = Delivery {
         status: "send_failed".into(),
-        at: now(),
+        at,
         reason: Some(err.to_string()),
+        // Millisecond precision: an SES event about an earlier mail of this same second
+        // must not win over this failure.
+        seq: Some({
+            let precise = chrono::Utc::now();
+            Delivery::seq_of(precise, precise)
+        }),
     };
     if let Err(e) = app
         .store

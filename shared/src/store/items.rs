@@ -129,6 +129,19 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Orders outcomes: `<mail sent, ms>.<event, ms>`, zero-padded so that it sorts as text.
+    /// An outcome is recorded only over one with a smaller `seq`, so an older or repeated
+    /// SES event never overwrites a newer one. Not shown to admins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<String>,
+}
+
+impl Delivery {
+    /// The order key of an outcome of the mail sent at `mail_at`, observed at `event_at`.
+    pub fn seq_of(mail_at: DateTime<Utc>, event_at: DateTime<Utc>) -> String {
+        let ms = |t: DateTime<Utc>| t.timestamp_millis().max(0);
+        format!("{:015}.{:015}", ms(mail_at), ms(event_at))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! one request (or one transaction) wherever the rule allows, and every invariant enforced
 //! by a condition in DynamoDB rather than by a read before a write.
 
+mod delivery;
 pub mod items;
 mod lifecycle;
 mod recovery;

@@ -1,0 +1,28 @@
+//! Lambda `delivery-status`: SES events of the mail configuration set (sent, delivered,
+//! bounced, complained, rejected, delayed), routed by an EventBridge rule, recorded on the
+//! user. It needs only the table: no secret, no mail client.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use latchkey::config;
+use latchkey::ops::delivery;
+use latchkey::store::Store;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    latchkey::telemetry::init();
+    let table = config::table_name()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let store = &*Box::leak(Box::new(Store::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+    )));
+    // Any JSON is a `Value`: a malformed event reaches the rules, which log and skip it.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let report = delivery::handle(store, &event.payload).await?;
+        Ok::<_, Error>(serde_json::to_value(report)?)
+    }))
+    .await
+}
