@@ -15,7 +15,7 @@ use crate::token::{LinkToken, Purpose, TokenHash};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Accept {
+pub struct Accept {
     token: String,
     password: String,
 }

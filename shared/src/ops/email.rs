@@ -25,13 +25,13 @@ use crate::token::{LinkToken, Purpose, SlotState, slot_state};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmailChange {
+pub struct EmailChange {
     new_email: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Verify {
+pub struct Verify {
     token: String,
 }
 

@@ -29,7 +29,7 @@ const CONCURRENCY: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InviteRequest {
+pub struct InviteRequest {
     invitations: Vec<Row>,
     #[serde(default = "default_true")]
     send_email: bool,

@@ -28,14 +28,14 @@ pub const FORGOT_PER_IP_PER_HOUR: u32 = 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Forgot {
+pub struct Forgot {
     tenant: String,
     email: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Reset {
+pub struct Reset {
     token: String,
     password: String,
 }

@@ -17,7 +17,7 @@ const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignIn {
+pub struct SignIn {
     tenant: String,
     email: String,
     password: String,

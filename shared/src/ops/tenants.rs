@@ -17,7 +17,7 @@ pub const MAX_NAME_LEN: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub struct CreateTenant {
     name: String,
     subdomain: String,
 }

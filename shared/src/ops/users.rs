@@ -98,7 +98,7 @@ async fn route<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RoleChange {
+pub struct RoleChange {
     role: String,
 }
 
