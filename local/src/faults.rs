@@ -7,7 +7,9 @@
 //! or after the request reached DynamoDB), or added latency; each applies to the next N
 //! matching requests, to every one, or with a probability drawn from a seeded RNG so that
 //! a run can be repeated. The proxy counts requests per operation, so a test can see that
-//! the SDK retried.
+//! the SDK retried. Requests without `x-amz-target` (REST services such as SES v2, when the
+//! proxy sits in front of moto) are also counted per method and path, so the benchmarks can
+//! count mail sends the same way they count DynamoDB operations.
 //!
 //! Errors have the shape DynamoDB gives them (awsJson 1.0): the SDK reads the code from
 //! `__type` after its last `#` and classifies `ThrottlingException` and
@@ -154,6 +156,8 @@ struct State {
     rng: StdRng,
     counts: BTreeMap<String, u64>,
     injected: BTreeMap<String, u64>,
+    /// Requests without `x-amz-target`, per `METHOD /path`.
+    untargeted: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -163,6 +167,7 @@ impl State {
             rules: plan.rules,
             counts: BTreeMap::new(),
             injected: BTreeMap::new(),
+            untargeted: BTreeMap::new(),
         }
     }
 
@@ -304,11 +309,18 @@ impl FaultProxy {
         self.shared.state().injected.clone()
     }
 
+    /// Requests without `x-amz-target` per `METHOD /path` (e.g.
+    /// `POST /v2/email/outbound-emails`, an SES v2 SendEmail), faulted ones included.
+    pub fn counts_by_path(&self) -> BTreeMap<String, u64> {
+        self.shared.state().untargeted.clone()
+    }
+
     /// Starts counting (requests and injected faults) from zero.
     pub fn reset_counts(&self) {
         let mut state = self.shared.state();
         state.counts.clear();
         state.injected.clear();
+        state.untargeted.clear();
     }
 }
 
@@ -357,7 +369,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let (delay, fault) = shared.state().decide(&target);
+    let (delay, fault) = {
+        let mut state = shared.state();
+        if target.is_empty() {
+            let key = format!("{} {}", req.method(), req.uri().path());
+            *state.untargeted.entry(key).or_default() += 1;
+        }
+        state.decide(&target)
+    };
     let (parts, body) = req.into_parts();
     // Read the whole request first: the caller has sent it by the time anything fails.
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
