@@ -13,6 +13,7 @@ pub mod apigw;
 pub mod emulators;
 pub mod faults;
 pub mod gateway;
+pub mod lifecycle;
 pub mod mailbox;
 pub mod paths;
 pub mod process;

@@ -54,6 +54,7 @@ impl Endpoints {
             ("AWS_ENDPOINT_URL_S3".into(), self.moto.clone()),
             ("AWS_ENDPOINT_URL_SESV2".into(), self.moto.clone()),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), self.moto.clone()),
+            ("AWS_ENDPOINT_URL_EVENTBRIDGE".into(), self.moto.clone()),
         ]
     }
 }
@@ -78,6 +79,7 @@ pub struct Aws {
     pub s3: aws_sdk_s3::Client,
     pub sesv2: aws_sdk_sesv2::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 impl Aws {
@@ -110,7 +112,9 @@ impl Aws {
         let mut s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(true);
         let mut sesv2 = aws_sdk_sesv2::config::Builder::from(config);
         let mut secrets = aws_sdk_secretsmanager::config::Builder::from(config);
+        let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(config);
         if let Some(endpoints) = endpoints {
+            eventbridge = eventbridge.endpoint_url(&endpoints.moto);
             dynamodb = dynamodb.endpoint_url(&endpoints.dynamodb);
             s3 = s3.endpoint_url(&endpoints.moto);
             sesv2 = sesv2.endpoint_url(&endpoints.moto);
@@ -121,6 +125,7 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             sesv2: aws_sdk_sesv2::Client::from_conf(sesv2.build()),
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
         }
     }
 
@@ -238,6 +243,42 @@ impl Aws {
                 Ok(())
             }
             Err(e) => Err(e).with_context(|| format!("creating bucket {name}")),
+        }
+    }
+
+    /// Archives every event of source `latchkey` on the default bus (moto keeps them, and
+    /// [`crate::lifecycle::published`] reads them back), unless the archive exists.
+    pub async fn ensure_event_archive(&self) -> Result<()> {
+        let bus = self
+            .eventbridge
+            .describe_event_bus()
+            .name("default")
+            .send()
+            .await
+            .context("reading the default event bus")?;
+        match self
+            .eventbridge
+            .create_archive()
+            .archive_name(crate::lifecycle::ARCHIVE)
+            .set_event_source_arn(bus.arn)
+            .event_pattern(r#"{"source":["latchkey"]}"#)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                info!(
+                    "lifecycle events are archived in {}",
+                    crate::lifecycle::ARCHIVE
+                );
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e).context("creating the lifecycle event archive"),
         }
     }
 

@@ -97,11 +97,12 @@ pub async fn prepare(
             aws.ensure_sender_identity(&sender_email).await
         }
     };
-    let (jwt_secret_arn, (), (), ()) = tokio::try_join!(
+    let (jwt_secret_arn, (), (), (), ()) = tokio::try_join!(
         jwt_secret,
         sender,
         aws.create_table(table, spec),
-        aws.ensure_bucket(&upload_bucket)
+        aws.ensure_bucket(&upload_bucket),
+        aws.ensure_event_archive()
     )?;
 
     let mut env = endpoints.env();

@@ -3,6 +3,7 @@
 use aws_config::BehaviorVersion;
 
 use crate::config::{Config, ConfigError};
+use crate::events::{EventBridgePublisher, EventPublisher};
 use crate::mail::{Mailer, SesMailer};
 use crate::secrets::{Keys, SecretError};
 use crate::store::Store;
@@ -12,6 +13,8 @@ pub struct App<M: Mailer = SesMailer> {
     pub store: Store,
     pub mailer: M,
     pub keys: Keys,
+    /// Lifecycle events (best effort: see [`crate::events::emit`]).
+    pub events: Box<dyn EventPublisher>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +44,16 @@ impl App<SesMailer> {
             config.sender_email.clone(),
         )
         .with_configuration_set(config.ses_configuration_set.clone());
+        let events = Box::new(EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            config.event_bus.clone(),
+        ));
         Ok(Self {
             config,
             store,
             mailer,
             keys,
+            events,
         })
     }
 }

@@ -21,6 +21,8 @@ pub struct Config {
     /// SES configuration set every mail is sent with (`SES_CONFIGURATION_SET`): its events
     /// feed the delivery status. Unset locally (moto has no event publishing).
     pub ses_configuration_set: Option<String>,
+    /// EventBridge bus of the lifecycle events (`EVENT_BUS_NAME`, default `default`).
+    pub event_bus: String,
 }
 
 /// Where links in mail point: each tenant's own host, or one fixed base locally.
@@ -83,6 +85,12 @@ fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration,
     }
 }
 
+/// The EventBridge bus lifecycle events go to: `EVENT_BUS_NAME`, else the default bus.
+pub fn event_bus(env: &impl Env) -> String {
+    env.get("EVENT_BUS_NAME")
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 /// For functions that need only the table (the sweep): no secret, no mail settings.
 pub fn table_name() -> Result<String, ConfigError> {
     required(&ProcessEnv, "TABLE_NAME")
@@ -132,6 +140,7 @@ impl Config {
             session_ttl: seconds(env, "SESSION_TTL_SECONDS", 3600)?,
             invite_mail_per_hour,
             ses_configuration_set: env.get("SES_CONFIGURATION_SET"),
+            event_bus: event_bus(env),
         })
     }
 }

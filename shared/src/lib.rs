@@ -9,6 +9,7 @@ pub mod config;
 pub mod csv_rows;
 pub mod domain;
 pub mod encoding;
+pub mod events;
 pub mod http;
 pub mod mail;
 pub mod ops;

@@ -3,6 +3,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::config;
+use latchkey::events::EventBridgePublisher;
 use latchkey::ops::sweep;
 use latchkey::store::Store;
 use serde_json::Value;
@@ -18,9 +19,13 @@ async fn main() -> Result<(), Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         table,
     )));
+    let events = &*Box::leak(Box::new(EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        config::event_bus(&config::ProcessEnv),
+    )));
     // Any event starts a sweep: the schedule's payload carries nothing the sweep needs.
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(serde_json::to_value(sweep::run(store).await?)?)
+        Ok::<_, Error>(serde_json::to_value(sweep::run(store, events).await?)?)
     }))
     .await
 }

@@ -95,6 +95,15 @@ async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     match app.store.activate_invited(&user, &hash, &phc, now()).await {
         Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "invitation accepted");
+            crate::events::emit(
+                app.events.as_ref(),
+                &[crate::events::LifecycleEvent::about(
+                    crate::events::Kind::InvitationAccepted,
+                    &user,
+                    crate::events::Actor::Subject,
+                )],
+            )
+            .await;
             Ok(http::json(
                 200,
                 &Accepted {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::auth::{self, Caller};
 use crate::domain::{Email, Role, TenantId, UserId, UserStatus};
+use crate::events::{Actor, Kind as EventKind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
 use crate::problem::{Code, Problem};
@@ -320,6 +321,15 @@ pub async fn invite_one<M: Mailer>(
         }
         None => (false, None),
     };
+    crate::events::emit(
+        app.events.as_ref(),
+        &[
+            LifecycleEvent::about(EventKind::InvitationCreated, &user, Actor::admin(caller))
+                .with_time("expires_at", expires_at)
+                .with("email_sent", email_sent),
+        ],
+    )
+    .await;
     RowResult::Invited {
         email,
         user_id: id.to_string(),

@@ -169,7 +169,7 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
         _ => user.tenant.to_string(),
     };
     let link = super::page_link(app, &user.tenant, "reset-password", &token);
-    let _ = super::deliver(
+    let sent = super::deliver(
         app,
         user,
         Mail::new(Kind::Reset, &user.email, &tenant_name)
@@ -179,6 +179,17 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
     )
     .await;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, "self-service reset sent");
+    crate::events::emit(
+        app.events.as_ref(),
+        &[crate::events::LifecycleEvent::about(
+            crate::events::Kind::PasswordResetRequested,
+            user,
+            crate::events::Actor::Subject,
+        )
+        .with_time("expires_at", expires_at)
+        .with("email_sent", sent.is_ok())],
+    )
+    .await;
 }
 
 async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
@@ -206,6 +217,15 @@ async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     match app.store.complete_reset(&user, &hash, &phc, now()).await {
         Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "password reset completed");
+            crate::events::emit(
+                app.events.as_ref(),
+                &[crate::events::LifecycleEvent::about(
+                    crate::events::Kind::PasswordResetCompleted,
+                    &user,
+                    crate::events::Actor::Subject,
+                )],
+            )
+            .await;
             Ok(http::json(
                 200,
                 &Done {

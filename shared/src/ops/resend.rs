@@ -99,6 +99,17 @@ async fn resend<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             Ok(()) => (true, None),
             Err(e) => (false, Some(e)),
         };
+    crate::events::emit(
+        app.events.as_ref(),
+        &[crate::events::LifecycleEvent::about(
+            crate::events::Kind::InvitationResent,
+            &user,
+            crate::events::Actor::admin(&caller),
+        )
+        .with_time("expires_at", expires_at)
+        .with("email_sent", email_sent)],
+    )
+    .await;
     Ok(http::json(
         200,
         &Resent {

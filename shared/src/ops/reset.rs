@@ -78,6 +78,17 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     )
     .await;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "password reset sent");
+    crate::events::emit(
+        app.events.as_ref(),
+        &[crate::events::LifecycleEvent::about(
+            crate::events::Kind::PasswordResetRequested,
+            &user,
+            crate::events::Actor::admin(&caller),
+        )
+        .with_time("expires_at", expires_at)
+        .with("email_sent", sent.is_ok())],
+    )
+    .await;
     Ok(http::json(
         202,
         &super::Sent::new(expires_at, sent, "reset link"),

@@ -7,6 +7,7 @@
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::events::{Actor, EventPublisher, Kind, LifecycleEvent};
 use crate::store::items::{PENDING_SHARDS, now};
 use crate::store::{Store, StoreError};
 
@@ -23,7 +24,9 @@ pub struct SweepReport {
     pub skipped: u64,
 }
 
-pub async fn run(store: &Store) -> Result<SweepReport, StoreError> {
+/// Sweeps every shard, and publishes one `Invitation Expired` event per invitation this run
+/// expired (best effort, as every lifecycle event).
+pub async fn run(store: &Store, events: &dyn EventPublisher) -> Result<SweepReport, StoreError> {
     let now = now();
     let mut report = SweepReport::default();
     for shard in 0..PENDING_SHARDS {
@@ -31,18 +34,25 @@ pub async fn run(store: &Store) -> Result<SweepReport, StoreError> {
         loop {
             let (ids, next) = store.due_invitations(shard, now, start).await?;
             report.due += ids.len() as u64;
-            let outcomes: Vec<Result<bool, StoreError>> =
-                futures::stream::iter(ids.iter().map(|id| store.expire_invitation(id, now)))
+            let outcomes: Vec<_> =
+                futures::stream::iter(ids.iter().map(|id| store.expire_invitation_user(id, now)))
                     .buffer_unordered(CONCURRENCY)
                     .collect()
                     .await;
+            let mut expired = Vec::new();
             for outcome in outcomes {
-                if outcome? {
-                    report.expired += 1;
-                } else {
-                    report.skipped += 1;
+                match outcome? {
+                    Some(user) => {
+                        report.expired += 1;
+                        expired.push(
+                            LifecycleEvent::about(Kind::InvitationExpired, &user, Actor::System)
+                                .with_time("expired_at", now),
+                        );
+                    }
+                    None => report.skipped += 1,
                 }
             }
+            crate::events::emit(events, &expired).await;
             match next {
                 Some(key) => start = Some(key),
                 None => break,

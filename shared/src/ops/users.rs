@@ -185,6 +185,19 @@ async fn delete<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpR
         Err(ConditionalError::Store(e)) => return Err(e.into()),
     }
     tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "user deleted");
+    // Deleting someone who has not accepted yet cancels their invitation.
+    if user.status != UserStatus::Active {
+        crate::events::emit(
+            app.events.as_ref(),
+            &[crate::events::LifecycleEvent::about(
+                crate::events::Kind::InvitationCancelled,
+                &user,
+                crate::events::Actor::admin(caller),
+            )
+            .with("status", effective_status(&user, now()).as_str())],
+        )
+        .await;
+    }
     Ok(http::empty(204))
 }
 

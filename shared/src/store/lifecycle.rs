@@ -233,6 +233,16 @@ impl Store {
         id: &UserId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        Ok(self.expire_invitation_user(id, now).await?.is_some())
+    }
+
+    /// [`Self::expire_invitation`], returning the user as expired (for its lifecycle event;
+    /// the same single write, no extra read), or `None` when someone else got there first.
+    pub async fn expire_invitation_user(
+        &self,
+        id: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
         let (pk, sk) = keys::user(id);
         let out = self
             .client
@@ -246,12 +256,21 @@ impl Store {
             .expression_attribute_values(":expired", av(UserStatus::Expired.as_str()))
             .expression_attribute_values(":invited", av(UserStatus::Invited.as_str()))
             .expression_attribute_values(":now", av(items::timestamp(now)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
         match out {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                let item: items::UserItem =
+                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
+                        operation: "expire_invitation",
+                        source,
+                    })?;
+                Ok(Some(item.user))
+            }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(StoreError::sdk("expire_invitation", e)),
         }
