@@ -1,10 +1,10 @@
-# The two commands of the README: `make dev` runs the whole local stack, `make test` runs
+# The commands of the README: `make dev` runs the whole local stack, `make test` runs
 # every test. Both install what they need first (scripts/install.sh is idempotent).
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.local/venv/bin:$(HOME)/.cargo/bin:$(PATH)
 LOCAL := target/debug/latchkey-local
 
-.PHONY: dev test lint check build install
+.PHONY: dev test bench lint check build install
 
 install:
 	@scripts/install.sh
@@ -22,3 +22,13 @@ test:
 	cargo build --workspace --bins --tests
 	scripts/lint-template.sh
 	$(LOCAL) test-env -- scripts/run-tests.sh
+
+## Benchmarks (bench/): AWS requests per operation, cold start, argon2's share of sign-in,
+## load. Release binaries in their own target dir, so the long release build never holds the
+## lock of target/ that dev and test builds wait on. Figures: stdout and BENCHMARKS.md.
+## BENCH_ARGS picks benchmarks (e.g. BENCH_ARGS=cold-start); see latchkey-bench --help.
+BENCH_TARGET := target/bench
+bench: install
+	cargo build --release --workspace --bins --target-dir $(BENCH_TARGET)
+	BENCH_COMMAND="make bench $(BENCH_ARGS)" LATCHKEY_LOG_FILE=$(BENCH_TARGET)/functions.log \
+	  $(BENCH_TARGET)/release/latchkey-bench $(BENCH_ARGS)

@@ -36,7 +36,8 @@ pub fn header(root: &Path) -> String {
         .unwrap_or_else(|| "?".into());
     let command = std::env::var("BENCH_COMMAND")
         .ok()
-        .filter(|c| !c.trim().is_empty())
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
     let rustc = run(root, "rustc", &["--version"]).unwrap_or_else(|| "rustc ?".into());
     let mut out = String::new();
