@@ -45,6 +45,9 @@ pub enum Fault {
     ProvisionedThroughputExceeded,
     /// HTTP 500 `InternalServerError`.
     InternalServerError,
+    /// HTTP 429 `TooManyRequestsException`, as SES v2 (REST JSON) throttles a send: for a
+    /// proxy in front of moto's SES (`TestStackBuilder::sesv2_through`).
+    TooManyRequests,
     /// Closes the connection without answering; the request never reaches DynamoDB.
     Drop,
     /// Forwards the request (DynamoDB applies it), then closes the connection without
@@ -266,7 +269,7 @@ impl FaultProxy {
         })
     }
 
-    /// Where to point `AWS_ENDPOINT_URL_DYNAMODB`.
+    /// Where to point `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL_SESV2`).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -401,6 +404,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
             "InternalServerError",
             "Internal server error",
         )),
+        Some(Fault::TooManyRequests) => Ok(rest_json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            "Maximum sending rate exceeded.",
+        )),
         Some(Fault::Drop) => Err(Dropped),
         Some(Fault::LoseResponse) => {
             let _ = forward(shared, &parts, body).await;
@@ -475,6 +483,23 @@ fn dynamodb_error(status: StatusCode, code: &str, message: &str) -> Response<Bod
     );
     if let Ok(id) = HeaderValue::from_str(&format!("FAULT{:016X}", rand::random::<u64>())) {
         headers.insert("x-amzn-requestid", id);
+    }
+    resp
+}
+
+/// An error answer as a REST JSON service (SES v2) gives it: the SDK reads the code from
+/// `x-amzn-errortype`.
+fn rest_json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(code) = HeaderValue::from_str(code) {
+        headers.insert("x-amzn-errortype", code);
     }
     resp
 }

@@ -39,6 +39,7 @@ pub struct TestStackBuilder {
     endpoints: Option<Endpoints>,
     bootstrap: bool,
     dynamodb_through: Option<String>,
+    sesv2_through: Option<String>,
 }
 
 impl TestStack {
@@ -56,6 +57,7 @@ impl TestStack {
             endpoints: None,
             bootstrap: true,
             dynamodb_through: None,
+            sesv2_through: None,
         }
     }
 
@@ -169,6 +171,26 @@ impl TestStackBuilder {
         self
     }
 
+    /// The functions reach SES v2 through `url` (e.g. a [`FaultProxy`] in front of moto)
+    /// instead of the emulator; setup and [`TestStack::mail_to`] still use moto.
+    pub fn sesv2_through(mut self, url: impl Into<String>) -> Self {
+        self.sesv2_through = Some(url.into());
+        self
+    }
+
+    /// Starts a [`FaultProxy`] in front of moto (with no faults), then the stack with its
+    /// functions sending mail through it ([`Self::sesv2_through`]); only SES traffic passes it.
+    pub async fn start_with_ses_fault_proxy(self) -> Result<(TestStack, FaultProxy)> {
+        let endpoints = self.resolve_endpoints()?;
+        let proxy = FaultProxy::start(&endpoints.moto).await?;
+        let stack = self
+            .endpoints(endpoints)
+            .sesv2_through(proxy.url())
+            .start()
+            .await?;
+        Ok((stack, proxy))
+    }
+
     /// Starts a [`FaultProxy`] in front of the emulator's DynamoDB (with no faults), then the
     /// stack with its functions going through it ([`Self::dynamodb_through`]).
     pub async fn start_with_fault_proxy(self) -> Result<(TestStack, FaultProxy)> {
@@ -222,6 +244,11 @@ impl TestStackBuilder {
             config
                 .env
                 .push(("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), url.clone()));
+        }
+        if let Some(url) = &self.sesv2_through {
+            config
+                .env
+                .push(("AWS_ENDPOINT_URL_SESV2".to_owned(), url.clone()));
         }
         config.url_env = prepared.url_env.clone();
         config.moto_url = Some(endpoints.moto.clone());

@@ -555,3 +555,190 @@ async fn an_accept_applied_after_the_sdk_gave_up_is_answered_200() {
     assert_eq!(resp.status, 200, "{}", resp.text);
     api.token(&tenant, &email, PASSWORD).await;
 }
+
+// SES v2 through its own fault proxy (in front of moto): mail is a side effect. Whatever
+// SES does, what the mail was about is stored, the caller is told `email_sent: false` with a
+// reason, never a 5xx, and once SES is back a fresh link goes out and works.
+
+/// How SES fails, each for every send until the proxy is cleared.
+#[derive(Debug, Clone, Copy)]
+enum SesOutage {
+    /// Every connection is closed without an answer.
+    Down,
+    /// Every send is refused with 429 `TooManyRequestsException`, SES's throttling answer.
+    Throttling,
+    /// Every send hangs for longer than `latchkey::mail::SEND_TIMEOUT`, and longer than the
+    /// test: a mail that hung is never delivered late.
+    Slow,
+}
+
+const SES_OUTAGES: [SesOutage; 3] = [SesOutage::Down, SesOutage::Throttling, SesOutage::Slow];
+
+impl SesOutage {
+    fn plan(self) -> FaultPlan {
+        let fault = match self {
+            Self::Down => Fault::Drop,
+            Self::Throttling => Fault::TooManyRequests,
+            Self::Slow => Fault::Latency(Duration::from_secs(120)),
+        };
+        FaultPlan::new().always_any(fault)
+    }
+}
+
+/// A stack whose functions send mail through a fault proxy; everything else is direct.
+async fn ses_stack() -> (TestStack, FaultProxy) {
+    TestStack::builder()
+        .start_with_ses_fault_proxy()
+        .await
+        .unwrap()
+}
+
+/// What a mail-sending route reports for a mail SES did not take: not sent, and a reason
+/// that says the link itself is saved.
+#[track_caller]
+fn assert_reported_unsent(answer: &Value, outage: SesOutage) {
+    assert_eq!(answer["email_sent"], false, "{outage:?}: {answer}");
+    assert_eq!(
+        answer["email_error"]["code"], "email_unavailable",
+        "{outage:?}: {answer}"
+    );
+    assert!(
+        answer["email_error"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("saved")),
+        "{outage:?}: the reason says nothing is lost: {answer}"
+    );
+}
+
+/// The send gave up in time: the answer came well within the 10 s Lambda timeout.
+#[track_caller]
+fn assert_answered_in_time(started: Instant, outage: SesOutage) {
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(9), "{outage:?}: took {took:?}");
+}
+
+/// The outage was real: the functions' sends went through the proxy (so a test cannot pass
+/// with mail going around it).
+#[track_caller]
+fn assert_ses_was_reached(proxy: &FaultProxy, outage: SesOutage) {
+    assert!(
+        proxy.counts().values().sum::<u64>() > 0,
+        "{outage:?}: no request reached SES through the proxy"
+    );
+}
+
+async fn invitation_during_an_ses_outage_is_stored_and_resent_after_it(outage: SesOutage) {
+    let (stack, proxy) = ses_stack().await;
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let email = unique_email("ses-invite");
+
+    proxy.reset_counts();
+    proxy.set(outage.plan());
+    let started = Instant::now();
+    let resp = api.invite(&admin, &tenant, rows(&[&email])).await;
+    assert_answered_in_time(started, outage);
+    assert_clear_answer(&resp);
+    let row = &resp.json["results"][0];
+    assert_eq!(row["status"], "invited", "{outage:?}: {}", resp.text);
+    assert_reported_unsent(row, outage);
+    assert_ses_was_reached(&proxy, outage);
+    assert!(stack.mail_to(&email).await.unwrap().is_empty());
+    let user_id = row["user_id"].as_str().unwrap();
+    let user = api.user(&admin, user_id).await;
+    assert_eq!(user.json["status"], "invited", "{}", user.text);
+    assert_eq!(
+        user.json["last_delivery"]["status"], "send_failed",
+        "the admin sees why: {}",
+        user.text
+    );
+
+    proxy.clear();
+    let resent = api.resend(&admin, user_id).await;
+    assert_eq!(resent.status, 200, "{}", resent.text);
+    assert_eq!(resent.json["email_sent"], true, "{}", resent.text);
+    let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
+    let accepted = api.accept(&token, PASSWORD).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    api.token(&tenant, &email, PASSWORD).await;
+    assert_table_consistent(&stack).await;
+}
+
+#[tokio::test]
+async fn an_invitation_while_ses_is_down_is_stored_unsent_and_resent_once_ses_is_back() {
+    invitation_during_an_ses_outage_is_stored_and_resent_after_it(SesOutage::Down).await;
+}
+
+#[tokio::test]
+async fn an_invitation_while_ses_throttles_is_stored_unsent_and_resent_once_ses_is_back() {
+    invitation_during_an_ses_outage_is_stored_and_resent_after_it(SesOutage::Throttling).await;
+}
+
+#[tokio::test]
+async fn an_invitation_while_ses_hangs_is_stored_unsent_and_resent_once_ses_is_back() {
+    invitation_during_an_ses_outage_is_stored_and_resent_after_it(SesOutage::Slow).await;
+}
+
+#[tokio::test]
+async fn admin_resets_during_each_ses_outage_are_reported_unsent_and_work_once_ses_is_back() {
+    let (stack, proxy) = ses_stack().await;
+    let api = Api::new(&stack);
+    let (admin, tenant, email, user_id) = tenant_with_active_user(&stack, &api).await;
+    let mails_before = stack.mail_to(&email).await.unwrap().len();
+    proxy.reset_counts();
+
+    for outage in SES_OUTAGES {
+        proxy.set(outage.plan());
+        let started = Instant::now();
+        let resp = api.admin_reset(&admin, &user_id).await;
+        assert_answered_in_time(started, outage);
+        assert_clear_answer(&resp);
+        assert_eq!(resp.status, 202, "{outage:?}: {}", resp.text);
+        assert_reported_unsent(&resp.json, outage);
+        assert_ses_was_reached(&proxy, outage);
+        proxy.clear();
+        proxy.reset_counts();
+    }
+    assert_eq!(
+        stack.mail_to(&email).await.unwrap().len(),
+        mails_before,
+        "no reset mail went out during the outages"
+    );
+
+    let resp = api.admin_reset(&admin, &user_id).await;
+    assert_eq!(resp.status, 202, "{}", resp.text);
+    assert_eq!(resp.json["email_sent"], true, "{}", resp.text);
+    let (_, token) = mailed_link(&stack, &email, "reset-password").await.unwrap();
+    let reset = api.reset_password(&token, "a brand new passphrase").await;
+    assert_eq!(reset.status, 200, "{}", reset.text);
+    api.token(&tenant, &email, "a brand new passphrase").await;
+    assert_table_consistent(&stack).await;
+}
+
+#[tokio::test]
+async fn forgot_password_during_each_ses_outage_still_answers_202_and_works_once_ses_is_back() {
+    let (stack, proxy) = ses_stack().await;
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_active_user(&stack, &api).await;
+    let mails_before = stack.mail_to(&email).await.unwrap().len();
+    proxy.reset_counts();
+
+    for outage in SES_OUTAGES {
+        proxy.set(outage.plan());
+        let forgot = api.forgot(&tenant, &email).await;
+        assert_clear_answer(&forgot);
+        assert_eq!(forgot.status, 202, "{outage:?}: {}", forgot.text);
+        assert_ses_was_reached(&proxy, outage);
+        proxy.clear();
+        proxy.reset_counts();
+    }
+    assert_eq!(stack.mail_to(&email).await.unwrap().len(), mails_before);
+
+    let forgot = api.forgot(&tenant, &email).await;
+    assert_eq!(forgot.status, 202, "{}", forgot.text);
+    let (_, token) = mailed_link(&stack, &email, "reset-password").await.unwrap();
+    let reset = api.reset_password(&token, "a brand new passphrase").await;
+    assert_eq!(reset.status, 200, "{}", reset.text);
+    api.token(&tenant, &email, "a brand new passphrase").await;
+}
