@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.local/venv/bin:$(HOME)/.cargo/bin:$(PATH)
 LOCAL := target/debug/latchkey-local
+# The functions' logs of the whole test run, scanned for secrets by scripts/scan-logs.sh.
+TEST_LOG := target/test-logs/functions.log
 
 .PHONY: dev test bench lint check build install
 
@@ -21,7 +23,8 @@ test:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build --workspace --bins --tests
 	scripts/lint-template.sh
-	$(LOCAL) test-env -- scripts/run-tests.sh
+	@rm -f $(TEST_LOG)
+	LATCHKEY_LOG_FILE=$(CURDIR)/$(TEST_LOG) $(LOCAL) test-env --log-file $(TEST_LOG) -- scripts/run-tests.sh
 
 ## Benchmarks (bench/): AWS requests per operation, cold start, argon2's share of sign-in,
 ## load. Release binaries in their own target dir, so the long release build never holds the
