@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod branding;
 pub mod config;
 pub mod csv_rows;
 pub mod domain;

@@ -16,6 +16,8 @@ pub struct OutgoingMail {
     pub subject: String,
     pub html: String,
     pub text: String,
+    /// The display name of the From header (the tenant's sender name), if any.
+    pub from_name: Option<crate::branding::SenderName>,
     /// SES message tags, echoed in the delivery events of the configuration set: how
     /// `ops::delivery` finds the user a bounce is about. Values are ids, never addresses.
     pub tags: Vec<(&'static str, String)>,
@@ -133,12 +135,16 @@ impl Mailer for SesMailer {
                     .map_err(|e| MailError::Template(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let from = match &mail.from_name {
+            Some(name) => name.mailbox(self.from.as_str()),
+            None => self.from.as_str().to_owned(),
+        };
         let result = self
             .client
             .send_email()
             .set_configuration_set_name(self.configuration_set.clone())
             .set_email_tags((!tags.is_empty()).then_some(tags))
-            .from_email_address(self.from.as_str())
+            .from_email_address(from)
             .destination(
                 Destination::builder()
                     .to_addresses(mail.to.as_str())
@@ -262,6 +268,9 @@ pub struct Mail<'a> {
     pub inviter: Option<&'a str>,
     pub role: Option<Role>,
     pub new_email: Option<&'a Email>,
+    /// The button colour (`#rrggbb`), else [`crate::branding::DEFAULT_ACCENT`].
+    pub accent: Option<&'a str>,
+    pub sender_name: Option<&'a crate::branding::SenderName>,
 }
 
 impl<'a> Mail<'a> {
@@ -275,7 +284,20 @@ impl<'a> Mail<'a> {
             inviter: None,
             role: None,
             new_email: None,
+            accent: None,
+            sender_name: None,
         }
+    }
+
+    /// The tenant's branding: its display name instead of `tenant_name`, its accent colour,
+    /// and its sender name on the From header.
+    pub fn branded(mut self, tenant: &'a crate::store::Tenant) -> Self {
+        if let Some(name) = &tenant.branding.display_name {
+            self.tenant_name = name.as_str();
+        }
+        self.accent = tenant.branding.accent_color.as_ref().map(|c| c.as_str());
+        self.sender_name = tenant.branding.sender_name.as_ref();
+        self
     }
 
     pub fn link(mut self, link: &'a str, expires_at: DateTime<Utc>) -> Self {
@@ -293,6 +315,7 @@ impl<'a> Mail<'a> {
             link => self.link.map(|l| minijinja::Value::from_safe_string(l.to_owned())),
             expires_at => self.expires_at.map(human_time),
             new_email => self.new_email.map(Email::as_str),
+            accent => self.accent.unwrap_or(crate::branding::DEFAULT_ACCENT),
         };
         let render = |ext: &str| {
             templates()
@@ -305,6 +328,7 @@ impl<'a> Mail<'a> {
             subject: self.kind.subject(self.tenant_name),
             html: render("html")?,
             text: render("txt")?,
+            from_name: self.sender_name.cloned(),
             tags: vec![("mail", self.kind.name().to_owned())],
         })
     }
@@ -440,10 +464,15 @@ mod tests {
         let mut mail = invitation("Acme");
         mail.tags.push(("user_id", "AAAAAAAAAAAAAAAAAAAAAA".into()));
         mail.tags.push(("tenant", "not valid!".into()));
+        mail.from_name = Some(crate::branding::SenderName::parse("Acme Support").unwrap());
         mailer.send(&mail).await.unwrap();
 
         let sent = server.await.unwrap();
         assert_eq!(sent["ConfigurationSetName"], "latchkey-mail");
+        assert_eq!(
+            sent["FromEmailAddress"],
+            "\"Acme Support\" <no-reply@example.com>"
+        );
         let tags: Vec<(String, String)> = sent["EmailTags"]
             .as_array()
             .unwrap()
@@ -461,6 +490,90 @@ mod tests {
             tags.iter().all(|(name, _)| name != "tenant"),
             "SES refuses a whole mail over one malformed tag: such a tag is dropped"
         );
+    }
+
+    fn branded_tenant() -> crate::store::Tenant {
+        let mut tenant =
+            crate::store::Tenant::unnamed(&crate::domain::TenantId::parse("acme").unwrap());
+        tenant.name = "Acme Corp".into();
+        tenant.branding = serde_json::from_value(serde_json::json!({
+            "display_name": "Acme <Support>",
+            "sender_name": "Acme Support",
+            "accent_color": "#FF8800",
+        }))
+        .unwrap();
+        tenant
+    }
+
+    #[test]
+    fn every_template_renders_the_tenants_branding_and_the_links_expiry() {
+        let to = Email::parse("ada@example.com").unwrap();
+        let new = Email::parse("ada@new.example.com").unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let tenant = branded_tenant();
+        for kind in [
+            Kind::Invite,
+            Kind::Reset,
+            Kind::Verify,
+            Kind::EmailChange,
+            Kind::EmailChanged,
+        ] {
+            let mut mail = Mail::new(kind, &to, &tenant.name).branded(&tenant);
+            if kind != Kind::EmailChanged {
+                mail = mail.link("https://acme.example.com/x#token=abc.def", at);
+            }
+            mail.inviter = Some("grace@example.com");
+            mail.role = Some(Role::Member);
+            mail.new_email = Some(&new);
+            let out = mail.render().unwrap();
+            assert!(
+                out.subject.contains("Acme <Support>"),
+                "{kind:?}: {}",
+                out.subject
+            );
+            assert!(!out.subject.contains("Acme Corp"), "{kind:?}");
+            assert!(
+                out.html.contains("Acme &lt;Support&gt;"),
+                "{kind:?}: escaped in HTML"
+            );
+            assert!(out.text.contains("Acme <Support>"), "{kind:?}");
+            assert_eq!(
+                out.from_name.as_ref().map(|n| n.as_str()),
+                Some("Acme Support")
+            );
+            assert!(!out.html.contains("<img"), "{kind:?}: no tracking pixel");
+            if kind != Kind::EmailChanged {
+                assert!(
+                    out.html.contains("background:#ff8800"),
+                    "{kind:?}: accent colour"
+                );
+                for body in [&out.html, &out.text] {
+                    assert!(
+                        body.contains("15 January 2027 at 08:00 UTC"),
+                        "{kind:?}: expiry"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unbranded_mail_uses_the_tenant_name_the_default_accent_and_the_bare_sender() {
+        let to = Email::parse("ada@example.com").unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let tenant =
+            crate::store::Tenant::unnamed(&crate::domain::TenantId::parse("acme").unwrap());
+        let out = Mail::new(Kind::Reset, &to, &tenant.name)
+            .branded(&tenant)
+            .link("https://acme.example.com/x#token=abc.def", at)
+            .render()
+            .unwrap();
+        assert!(out.subject.contains("acme"));
+        assert!(
+            out.html
+                .contains(&format!("background:{}", crate::branding::DEFAULT_ACCENT))
+        );
+        assert!(out.from_name.is_none());
     }
 
     #[test]

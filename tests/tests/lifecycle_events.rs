@@ -91,7 +91,9 @@ async fn password_resets_publish_requested_and_completed() {
     assert_eq!(api.forgot(&tenant, &email).await.status, 202);
     let (_, token) = mailed_link(&stack, &email, "reset-password").await.unwrap();
     assert_eq!(
-        api.reset_password(&token, "a-brand-new-passphrase").await.status,
+        api.reset_password(&token, "a-brand-new-passphrase")
+            .await
+            .status,
         200
     );
 
@@ -99,7 +101,12 @@ async fn password_resets_publish_requested_and_completed() {
     let resets: Vec<&Value> = events
         .iter()
         .filter(|e| e["detail"]["user"]["id"] == id.as_str())
-        .filter(|e| e["detail"]["event"].as_str().unwrap().starts_with("password."))
+        .filter(|e| {
+            e["detail"]["event"]
+                .as_str()
+                .unwrap()
+                .starts_with("password.")
+        })
         .collect();
     let kinds: Vec<(&str, &str)> = resets
         .iter()

@@ -61,6 +61,7 @@ pub async fn run<M: Mailer>(
         name: "Administration".into(),
         created_at: now,
         created_by: None,
+        branding: Default::default(),
     };
     app.store.create_tenant(&tenant).await?;
     let user = User {

@@ -77,10 +77,8 @@ async fn managed<M: Mailer>(app: &App<M>, req: &Request) -> Result<(Caller, User
     Ok((caller, user))
 }
 
-fn tenant_name_or_id(tenant: Option<crate::store::Tenant>, user: &User) -> String {
-    tenant
-        .map(|t| t.name)
-        .unwrap_or_else(|| user.tenant.to_string())
+fn tenant_or_unnamed(tenant: Option<crate::store::Tenant>, user: &User) -> crate::store::Tenant {
+    tenant.unwrap_or_else(|| crate::store::Tenant::unnamed(&user.tenant))
 }
 
 async fn resend_verification<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
@@ -116,13 +114,14 @@ async fn resend_verification<M: Mailer>(app: &App<M>, req: &Request) -> HttpResu
         Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
         Err(ConditionalError::Store(e)) => return Err(e.into()),
     }
-    let tenant = tenant_name_or_id(app.store.get_tenant(&user.tenant).await?, &user);
+    let tenant = tenant_or_unnamed(app.store.get_tenant(&user.tenant).await?, &user);
     let link = super::page_link(app, &user.tenant, "verify-email", &token);
     let sent = super::deliver(
         app,
         &user,
-        Mail::new(Kind::Verify, &user.email, &tenant)
+        Mail::new(Kind::Verify, &user.email, &tenant.name)
             .link(&link, expires_at)
+            .branded(&tenant)
             .render(),
         false,
     )
@@ -181,10 +180,11 @@ async fn request_change<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
         Err(ConditionalError::Store(e)) => return Err(e.into()),
     }
-    let tenant = tenant_name_or_id(app.store.get_tenant(&user.tenant).await?, &user);
+    let tenant = tenant_or_unnamed(app.store.get_tenant(&user.tenant).await?, &user);
     let link = super::page_link(app, &user.tenant, "verify-email", &token);
-    let message = Mail::new(Kind::EmailChange, &new_email, &tenant)
+    let message = Mail::new(Kind::EmailChange, &new_email, &tenant.name)
         .link(&link, expires_at)
+        .branded(&tenant)
         .render()
         .map(|m| m.for_user(&user));
     let sent = match message {
@@ -290,8 +290,8 @@ async fn verify<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     }
     tracing::info!(tenant = %user.tenant, user_id = %user.id, "email changed");
     // Tell the old address, so that a change nobody asked for does not go unnoticed.
-    let tenant = tenant_name_or_id(app.store.get_tenant(&user.tenant).await?, &user);
-    let mut notice = Mail::new(Kind::EmailChanged, &user.email, &tenant);
+    let tenant = tenant_or_unnamed(app.store.get_tenant(&user.tenant).await?, &user);
+    let mut notice = Mail::new(Kind::EmailChanged, &user.email, &tenant.name).branded(&tenant);
     notice.new_email = Some(&new_email);
     let sent = match notice.render() {
         Ok(message) => app.mailer.send(&message).await,

@@ -355,14 +355,12 @@ pub async fn send_invitation<M: Mailer>(
         app.config.links.for_tenant(&tenant.id),
         token.expose()
     );
-    let message = mail::render_invitation(&mail::Invitation {
-        to: &user.email,
-        tenant_name: &tenant.name,
-        inviter: caller.user.email.as_str(),
-        role: user.role,
-        link: &link,
-        expires_at,
-    });
+    let mut message = mail::Mail::new(mail::Kind::Invite, &user.email, &tenant.name)
+        .link(&link, expires_at)
+        .branded(tenant);
+    message.inviter = Some(caller.user.email.as_str());
+    message.role = Some(user.role);
+    let message = message.render();
     super::deliver(app, user, message, true)
         .await
         .map_err(|err| ErrorBody {

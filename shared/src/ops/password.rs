@@ -164,16 +164,17 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
         tracing::warn!(user_id = %user.id, error = %e, "self-service reset not stored");
         return;
     }
-    let tenant_name = match app.store.get_tenant(&user.tenant).await {
-        Ok(Some(t)) => t.name,
-        _ => user.tenant.to_string(),
+    let tenant = match app.store.get_tenant(&user.tenant).await {
+        Ok(Some(t)) => t,
+        _ => crate::store::Tenant::unnamed(&user.tenant),
     };
     let link = super::page_link(app, &user.tenant, "reset-password", &token);
     let sent = super::deliver(
         app,
         user,
-        Mail::new(Kind::Reset, &user.email, &tenant_name)
+        Mail::new(Kind::Reset, &user.email, &tenant.name)
             .link(&link, expires_at)
+            .branded(&tenant)
             .render(),
         false,
     )

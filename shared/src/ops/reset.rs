@@ -73,6 +73,7 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         &user,
         Mail::new(Kind::Reset, &user.email, &tenant.name)
             .link(&link, expires_at)
+            .branded(&tenant)
             .render(),
         false,
     )

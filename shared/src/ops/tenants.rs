@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
+use crate::branding::{Branding, BrandingError, BrandingInput};
 use crate::domain::TenantId;
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
@@ -20,6 +21,9 @@ pub const MAX_NAME_LEN: usize = 100;
 pub struct CreateTenant {
     name: String,
     subdomain: String,
+    /// Optional: how the tenant's mail looks (display name, sender name, accent colour).
+    #[serde(default)]
+    branding: Option<BrandingInput>,
 }
 
 #[derive(Serialize)]
@@ -28,6 +32,7 @@ pub struct TenantView {
     name: String,
     subdomain: String,
     created_at: String,
+    branding: Branding,
 }
 
 impl From<&Tenant> for TenantView {
@@ -37,6 +42,7 @@ impl From<&Tenant> for TenantView {
             name: t.name.clone(),
             subdomain: t.id.to_string(),
             created_at: timestamp(t.created_at),
+            branding: t.branding.clone(),
         }
     }
 }
@@ -49,6 +55,8 @@ pub enum CreateTenantError {
     InvalidSubdomain(#[from] crate::domain::TenantIdError),
     #[error("A tenant with the subdomain '{0}' already exists; choose another subdomain.")]
     Exists(String),
+    #[error("Branding: {0}.")]
+    InvalidBranding(#[from] BrandingError),
 }
 
 impl From<CreateTenantError> for Problem {
@@ -57,6 +65,7 @@ impl From<CreateTenantError> for Problem {
             CreateTenantError::InvalidName => Code::ValidationFailed,
             CreateTenantError::InvalidSubdomain(_) => Code::InvalidTenant,
             CreateTenantError::Exists(_) => Code::TenantExists,
+            CreateTenantError::InvalidBranding(_) => Code::ValidationFailed,
         };
         Problem::new(code, err.to_string())
     }
@@ -90,11 +99,16 @@ async fn create<M: Mailer>(app: &App<M>, caller: &Caller, req: &Request) -> Http
     let body: CreateTenant = http::json_body(req)?;
     let name = parse_name(&body.name)?;
     let id = TenantId::parse_new(body.subdomain.trim()).map_err(CreateTenantError::from)?;
+    let branding = match &body.branding {
+        Some(input) => input.parse().map_err(CreateTenantError::from)?,
+        None => Branding::default(),
+    };
     let tenant = Tenant {
         id: id.clone(),
         name,
         created_at: now(),
         created_by: Some(caller.id().clone()),
+        branding,
     };
     if !app.store.create_tenant(&tenant).await? {
         return Err(CreateTenantError::Exists(id.to_string()).into());

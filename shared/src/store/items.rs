@@ -293,6 +293,22 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<UserId>,
+    /// How the tenant's mail looks; empty for unbranded tenants.
+    #[serde(default, skip_serializing_if = "crate::branding::Branding::is_empty")]
+    pub branding: crate::branding::Branding,
+}
+
+impl Tenant {
+    /// What mail uses when a user's tenant item cannot be read: its id as its name, unbranded.
+    pub fn unnamed(id: &TenantId) -> Self {
+        Self {
+            id: id.clone(),
+            name: id.to_string(),
+            created_at: now(),
+            created_by: None,
+            branding: Default::default(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
