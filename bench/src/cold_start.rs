@@ -48,7 +48,13 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
         size: size(&ctx.bin_dir.join(HELLO))?,
         times: Vec::new(),
     }];
+    let mut missing = Vec::new();
     for function in &ctx.template.functions {
+        // A binary not built is reported, not fatal: the others still compare.
+        if !ctx.bin_dir.join(&function.binary).is_file() {
+            missing.push(function.binary.clone());
+            continue;
+        }
         let mut env = function.environment.clone();
         env.extend(prepared.env.iter().cloned());
         binaries.push(Binary {
@@ -76,13 +82,14 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
     let _ = writeln!(
         out,
         "Time from exec to the first `GET /2018-06-01/runtime/invocation/next`, median of \
-         {runs} cold starts per binary (after one warm-up exec), binaries built by \
-         `cargo build --release` (x86_64, the workspace's release profile: thin LTO, one \
-         codegen unit, stripped). The runtime API is a stub that notes the first request and \
+         {runs} cold starts per binary (after one warm-up exec), binaries from `{}` \
+         (`cargo build --release`: the workspace's release profile, thin LTO, one codegen \
+         unit, stripped). The runtime API is a stub that notes the first request and \
          kills the process. The functions get the environment the local stack gives them \
          and fetch the signing secret from Secrets Manager on moto during init; \
          `hello-lambda` is lambda_runtime's echo function. Target: at most {TARGET_RATIO}× \
-         the hello world.\n"
+         the hello world.\n",
+        ctx.bin_dir.display()
     );
     out.push_str("| binary | median | p90 | min | × hello | size | × hello size |\n");
     out.push_str("|---|---|---|---|---|---|---|\n");
@@ -110,6 +117,14 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
             ratio,
             binary.size as f64 / (1024.0 * 1024.0),
             binary.size as f64 / hello_size as f64
+        );
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNot built in {}, so not measured: {}.",
+            ctx.bin_dir.display(),
+            missing.join(", ")
         );
     }
     let functions = binaries.len() - 1;

@@ -36,14 +36,6 @@ impl Ctx {
                 .context("this binary has no folder")?
                 .to_owned(),
         };
-        for function in &template.functions {
-            let path = bin_dir.join(&function.binary);
-            anyhow::ensure!(
-                path.is_file(),
-                "{} is missing: build the functions first (cargo build --release --workspace --bins)",
-                path.display()
-            );
-        }
         let emulators = Emulators::start(&paths, free_port()?, free_port()?)
             .await
             .context("starting DynamoDB Local and moto")?;

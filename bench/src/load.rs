@@ -1,5 +1,5 @@
 //! Throughput under load: N invitations (one row each) and N sign-ins through the local API
-//! at a fixed concurrency, against the release binaries with as many instances per function
+//! at a fixed concurrency, against the function binaries with as many instances per function
 //! as requests in flight (as Lambda would scale). Latency is the client's, through the
 //! local API gateway; errors are answers other than the expected 200.
 
@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
     let _ = writeln!(
         out,
         "{n} requests of each kind, {concurrency} in flight at a time, through the local API \
-         gateway to the release binaries ({concurrency} instances per function), DynamoDB \
+         gateway to the function binaries ({concurrency} instances per function), DynamoDB \
          Local and SES on moto, all on this machine. Invitations have one row each and send \
          mail; sign-ins are of one admin with the right password (one argon2 verification \
          each). Latency is measured by the client, gateway included.\n"

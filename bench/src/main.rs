@@ -138,7 +138,7 @@ async fn run(names: Vec<String>, out: Option<std::path::PathBuf>) -> Result<bool
                 if let Ok(text) = std::fs::read_to_string(&notes) {
                     body = format!("{}\n\n{}", body.trim_end(), text.trim_end());
                 }
-                let section = report::section(name, title, &ctx.paths.root, &body);
+                let section = report::section(name, title, &ctx.paths.root, &ctx.bin_dir, &body);
                 println!("{body}");
                 println!(
                     "== {name}: done in {:.1} s\n",

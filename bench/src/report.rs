@@ -66,7 +66,7 @@ pub fn header(root: &Path) -> String {
 }
 
 /// One benchmark's section: title, when and at which commit, then its figures.
-pub fn section(name: &str, title: &str, root: &Path, body: &str) -> String {
+pub fn section(name: &str, title: &str, root: &Path, bin_dir: &Path, body: &str) -> String {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let commit =
         run(root, "git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
@@ -83,7 +83,8 @@ pub fn section(name: &str, title: &str, root: &Path, body: &str) -> String {
     };
     format!(
         "<!-- bench:{name} -->\n## {title}\n\n_Measured {date} at commit `{commit}`{dirty}; \
-         `latchkey-bench {name}`._\n\n{}\n<!-- /bench:{name} -->\n",
+         `latchkey-bench {name}`; binaries from `{}`._\n\n{}\n<!-- /bench:{name} -->\n",
+        bin_dir.strip_prefix(root).unwrap_or(bin_dir).display(),
         body.trim_end()
     )
 }

@@ -530,8 +530,8 @@ fn over(actual: u64, floor: u64, unit: &str) -> Option<String> {
 fn render(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "Each operation ran once against the release binaries, one instance per function, \
-         on a fresh table. The counts are the HTTP requests the functions' SDK clients made, \
+        "Each operation ran once against the function binaries named above, one instance \
+         per function, on a fresh table. The counts do not depend on how they were built. The counts are the HTTP requests the functions' SDK clients made, \
          seen by a counting proxy on loopback in front of DynamoDB Local and of SES v2 on \
          moto (`latchkey_local::faults::FaultProxy` with no faults). The issue asks for an \
          interceptor on the SDK clients; every SDK request goes through the endpoint that \
