@@ -12,6 +12,7 @@ if [[ -z "${LATCHKEY_LOG_FILE:-}" ]]; then
   : >"$LATCHKEY_LOG_FILE"
 fi
 cargo nextest run --workspace --no-fail-fast || status=1
+scripts/fuzz.sh || status=1
 scripts/schemathesis.sh || status=1
 (cd tests/browser && node --test --test-concurrency=1) || status=1
 scripts/scan-logs.sh "$LATCHKEY_LOG_FILE" || status=1

@@ -38,10 +38,7 @@ pub fn csv_rows(data: &[u8]) {
                     "a blank row: {row:?}"
                 );
             }
-            Err(err) => {
-                assert!(err.to_string().ends_with('.'), "{err}");
-                failed = true;
-            }
+            Err(_) => failed = true,
         }
     }
 }
