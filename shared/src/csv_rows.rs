@@ -70,31 +70,36 @@ pub struct CsvRows<R> {
     max_rows: Option<usize>,
     rows: usize,
     done: bool,
+    /// Offset of this reader's first byte in the whole file (non-zero when resumed).
+    base_offset: u64,
+}
+
+/// The columns of a file, found in its header; kept with a checkpoint to resume reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Columns {
+    pub email: usize,
+    pub role: Option<usize>,
+}
+
+/// Where a reader stands between two rows: resuming at `offset` with `lines_before` line
+/// feeds already counted reads the rest of the file with the same line numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub offset: u64,
+    pub lines_before: u64,
 }
 
 impl<R: Read> CsvRows<R> {
     /// Reads the header and finds the `email` (required) and `role` (optional) columns.
     pub fn new(input: R) -> Result<Self, CsvError> {
-        let window = Arc::new(Mutex::new(Window::default()));
-        let reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .trim(csv::Trim::All)
-            .buffer_capacity(BUFFER_BYTES)
-            .from_reader(Tap {
-                inner: input,
-                window: Arc::clone(&window),
-            });
-        let mut rows = Self {
-            reader,
-            window,
-            record: csv::ByteRecord::new(),
-            email_col: 0,
-            role_col: None,
-            max_rows: None,
-            rows: 0,
-            done: false,
-        };
+        let mut rows = Self::reader(
+            input,
+            Position::default(),
+            Columns {
+                email: 0,
+                role: None,
+            },
+        );
         let (line, header) = rows.next_record()?.ok_or(CsvError::Empty)?;
         let position = |name: &str| {
             header.iter().position(|cell| {
@@ -106,6 +111,56 @@ impl<R: Read> CsvRows<R> {
         rows.email_col = position("email").ok_or(CsvError::NoEmailColumn { line })?;
         rows.role_col = position("role");
         Ok(rows)
+    }
+
+    /// Reads on from a [`Position`] of an earlier reader of the same file, with the columns
+    /// its header named; `input` starts at `at.offset` (e.g. an S3 range request).
+    pub fn resume(input: R, at: Position, columns: Columns) -> Self {
+        Self::reader(input, at, columns)
+    }
+
+    /// The columns found in the header.
+    pub fn columns(&self) -> Columns {
+        Columns {
+            email: self.email_col,
+            role: self.role_col,
+        }
+    }
+
+    /// Where the reader stands: after the last row returned (and any blank lines read past).
+    pub fn position(&self) -> Position {
+        let window = lock(&self.window);
+        Position {
+            offset: self.base_offset + window.offset,
+            lines_before: window.newlines,
+        }
+    }
+
+    fn reader(input: R, at: Position, columns: Columns) -> Self {
+        let window = Arc::new(Mutex::new(Window {
+            newlines: at.lines_before,
+            ..Window::default()
+        }));
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .buffer_capacity(BUFFER_BYTES)
+            .from_reader(Tap {
+                inner: input,
+                window: Arc::clone(&window),
+            });
+        Self {
+            reader,
+            window,
+            record: csv::ByteRecord::new(),
+            email_col: columns.email,
+            role_col: columns.role,
+            max_rows: None,
+            rows: 0,
+            done: false,
+            base_offset: at.offset,
+        }
     }
 
     /// Refuses files with more than `max` data rows (the row after the last allowed one
@@ -604,6 +659,36 @@ mod tests {
             let n = self.inner.read(buf)?;
             self.read += n;
             Ok(n)
+        }
+    }
+
+    #[test]
+    fn resuming_at_any_row_reads_the_rest_with_the_same_line_numbers() {
+        let inputs: [&[u8]; 4] = [
+            b"email,role\nada@example.com,member\ngrace@example.com,admin\nbob@example.com,\n",
+            b"\xef\xbb\xbfrole,EMAIL\r\nmember,ada@example.com\r\n\r\n\r\nadmin,grace@example.com\r\nx,bob@example.com",
+            b"email,note\n\"ada@example.com\",\"two\nlines\"\n\n,\ngrace@example.com,\"a,b\"\nbob@example.com,x\n",
+            b"email\nada@example.com\n\n\n\ngrace@example.com\n",
+        ];
+        for input in inputs {
+            let whole = read_all(input).unwrap();
+            for k in 0..whole.len() {
+                let mut first = CsvRows::new(input).unwrap();
+                let columns = first.columns();
+                let head: Vec<_> = first.by_ref().take(k).map(Result::unwrap).collect();
+                let at = first.position();
+                let rest: Vec<_> = CsvRows::resume(&input[at.offset as usize..], at, columns)
+                    .map(Result::unwrap)
+                    .collect();
+
+                let joined: Vec<_> = head.into_iter().chain(rest).collect();
+                assert_eq!(
+                    joined,
+                    whole,
+                    "resumed after {k} rows of {:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
         }
     }
 }

@@ -228,36 +228,52 @@ impl UserStatus {
     }
 }
 
-/// An opaque user id: 128 random bits, URL-safe base64 (never contains `.`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
+/// Opaque ids: 128 random bits, URL-safe base64 (22 characters, never a `.`). Each kind of
+/// id is its own type, so a user id cannot be passed where an import id is meant.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $ty:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $ty(String);
 
-impl UserId {
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(crate::encoding::b64url(&bytes))
-    }
+        impl $ty {
+            pub fn generate() -> Self {
+                let mut bytes = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                Self(crate::encoding::b64url(&bytes))
+            }
 
-    /// Accepts only the shape `generate` produces, so hostile path parameters never reach a key.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let ok = raw.len() == 22
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| Self(raw.to_owned()))
-    }
+            /// Accepts only the shape `generate` produces, so hostile path parameters never
+            /// reach a key.
+            pub fn parse(raw: &str) -> Option<Self> {
+                let ok = raw.len() == 22
+                    && raw
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                ok.then(|| Self(raw.to_owned()))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+random_id!(
+    /// A user's id.
+    UserId
+);
+random_id!(
+    /// A CSV import's id (also the name of its uploaded file).
+    ImportId
+);
 
 /// Serde support: values are written as their string form and re-parsed when read, so an
 /// item that was tampered with in the table is refused instead of trusted.
@@ -285,6 +301,7 @@ string_serde!(TenantId, |s| TenantId::parse(s).ok());
 string_serde!(Role, |s| Role::parse(s).ok());
 string_serde!(UserStatus, UserStatus::parse);
 string_serde!(UserId, UserId::parse);
+string_serde!(ImportId, ImportId::parse);
 
 #[cfg(test)]
 mod tests {
