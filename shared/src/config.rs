@@ -85,6 +85,46 @@ fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration,
     }
 }
 
+/// Settings of the CSV import (the `imports` and `csv-import` functions).
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    /// `UPLOAD_BUCKET`: where files are uploaded and reports written.
+    pub bucket: String,
+    /// `IMPORT_MAX_BYTES` (default 128 MiB): larger files fail the import.
+    pub max_bytes: u64,
+    /// `IMPORT_LEASE_SECONDS` (default 120): how long a worker holds an import between
+    /// checkpoints; a worker that died is taken over after this.
+    pub lease: Duration,
+    /// `IMPORT_RESERVE_SECONDS` (default 60): when less than this is left of the invocation,
+    /// the import checkpoints and continues in a new one.
+    pub reserve: Duration,
+}
+
+impl ImportConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&ProcessEnv)
+    }
+
+    pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
+        let max_bytes =
+            match env.get("IMPORT_MAX_BYTES") {
+                None => 128 * 1024 * 1024,
+                Some(raw) => raw.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        name: "IMPORT_MAX_BYTES",
+                        reason: format!("expected a positive number of bytes, got {raw:?}"),
+                    }
+                })?,
+            };
+        Ok(Self {
+            bucket: required(env, "UPLOAD_BUCKET")?,
+            max_bytes,
+            lease: seconds(env, "IMPORT_LEASE_SECONDS", 120)?,
+            reserve: seconds(env, "IMPORT_RESERVE_SECONDS", 60)?,
+        })
+    }
+}
+
 /// The EventBridge bus lifecycle events go to: `EVENT_BUS_NAME`, else the default bus.
 pub fn event_bus(env: &impl Env) -> String {
     env.get("EVENT_BUS_NAME")

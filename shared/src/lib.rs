@@ -21,5 +21,6 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod uploads;
 
 pub use lambda_http;

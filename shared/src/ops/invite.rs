@@ -254,39 +254,17 @@ pub async fn invite_one<M: Mailer>(
 ) -> RowResult {
     let now = now();
     let id = UserId::generate();
-    let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
     let token = send_email.then(|| LinkToken::generate(&id));
-    let user = User {
-        id: id.clone(),
-        tenant: tenant.id.clone(),
-        email: candidate.email.clone(),
-        role: candidate.role,
-        status: UserStatus::Invited,
-        email_verified: false,
-        created_at: now,
-        updated_at: now,
-        session_version: 0,
-        password_hash: None,
-        invite_expires_at: Some(expires_at),
-        last_invite_sent_at: send_email.then_some(now),
-        invite_token_hash: token
-            .as_ref()
-            .map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
-        spent_invite_token_hash: None,
-        invite_via: token.as_ref().map(|_| LinkVia::Email),
-        reset_token_hash: None,
-        reset_expires_at: None,
-        spent_reset_token_hash: None,
-        verify_token_hash: None,
-        verify_expires_at: None,
-        spent_verify_token_hash: None,
-        pending_email: None,
-        email_change_token_hash: None,
-        email_change_expires_at: None,
-        spent_email_change_token_hash: None,
-        last_delivery: None,
-        invited_by: Some(caller.id().clone()),
-    };
+    let user = invited_user(
+        app,
+        caller,
+        tenant,
+        &candidate,
+        id.clone(),
+        token.as_ref(),
+        now,
+    );
+    let expires_at = user.invite_expires_at.unwrap_or(now);
     let email = candidate.email.to_string();
     let detail = Some(format!("invited as {}", candidate.role));
     let audit =
@@ -337,6 +315,49 @@ pub async fn invite_one<M: Mailer>(
         expires_at: timestamp(expires_at),
         email_sent,
         email_error,
+    }
+}
+
+/// A new invited user of `tenant`, with `token`'s hash when the link is mailed (an
+/// invitation without mail gets its link later, by resend or access link).
+pub fn invited_user<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    tenant: &Tenant,
+    candidate: &Candidate,
+    id: UserId,
+    token: Option<&LinkToken>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> User {
+    let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
+    User {
+        id,
+        tenant: tenant.id.clone(),
+        email: candidate.email.clone(),
+        role: candidate.role,
+        status: UserStatus::Invited,
+        email_verified: false,
+        created_at: now,
+        updated_at: now,
+        session_version: 0,
+        password_hash: None,
+        invite_expires_at: Some(expires_at),
+        last_invite_sent_at: token.map(|_| now),
+        invite_token_hash: token.map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
+        spent_invite_token_hash: None,
+        invite_via: token.map(|_| LinkVia::Email),
+        reset_token_hash: None,
+        reset_expires_at: None,
+        spent_reset_token_hash: None,
+        verify_token_hash: None,
+        verify_expires_at: None,
+        spent_verify_token_hash: None,
+        pending_email: None,
+        email_change_token_hash: None,
+        email_change_expires_at: None,
+        spent_email_change_token_hash: None,
+        last_delivery: None,
+        invited_by: Some(caller.id().clone()),
     }
 }
 

@@ -7,6 +7,8 @@
 //! | tenant          | `TENANTS`         | `TENANT#<t>`    |                            |                                 |
 //! | rate window     | `RATE#<key>`      | `<window start>`|                            | (`ttl` removes it)              |
 //! | audit event     | `AUDIT#<t>`       | `<at>#<random>` |                            |                                 |
+//! | CSV import      | `IMPORT#<id>`     | `IMPORT`        |                            | (`ttl` removes it)              |
+//! | import row      | `IMPORT#<id>`     | `ROW#<line, 12 digits>` |                    | (`ttl` removes it)              |
 //!
 //! The tenant item of `admin` also carries `active_team_admins`, the counter that keeps the
 //! last active team_admin from being demoted or deleted (checked in the same transaction).
@@ -14,7 +16,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Email, Role, TenantId, UserId, UserStatus};
+use crate::domain::{Email, ImportId, Role, TenantId, UserId, UserStatus};
 use crate::encoding::{b64url, b64url_decode};
 
 pub const TENANT_USERS_INDEX: &str = "tenant-users";
@@ -51,6 +53,20 @@ pub mod keys {
         format!("AUDIT#{tenant}")
     }
 
+    pub fn import(id: &ImportId) -> (String, String) {
+        (format!("IMPORT#{id}"), "IMPORT".to_owned())
+    }
+
+    pub const IMPORT_ROW_PREFIX: &str = "ROW#";
+
+    /// Zero-padded, so that rows sort by line.
+    pub fn import_row(id: &ImportId, line: u64) -> (String, String) {
+        (
+            format!("IMPORT#{id}"),
+            format!("{IMPORT_ROW_PREFIX}{line:012}"),
+        )
+    }
+
     pub fn rate(key: &str, window_start: i64) -> (String, String) {
         (format!("RATE#{key}"), window_start.to_string())
     }
@@ -79,7 +95,7 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
         .filter(|sk| !sk.is_empty() && sk.len() <= 1024)
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use super::*;
     use serde::{Deserializer, Serializer};
 
@@ -271,6 +287,9 @@ pub(crate) struct EmailItem {
     sk: String,
     pub(crate) user_id: UserId,
     tenant: TenantId,
+    /// The CSV import that created the account, to tell a duplicate row from an old account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) import: Option<ImportId>,
 }
 
 impl EmailItem {
@@ -281,6 +300,7 @@ impl EmailItem {
             sk,
             user_id: user.clone(),
             tenant: tenant.clone(),
+            import: None,
         }
     }
 }

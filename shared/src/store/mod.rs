@@ -5,6 +5,7 @@
 //! by a condition in DynamoDB rather than by a read before a write.
 
 mod delivery;
+pub mod imports;
 pub mod items;
 mod lifecycle;
 mod recovery;

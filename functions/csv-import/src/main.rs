@@ -1,0 +1,52 @@
+//! Lambda `csv-import`: started by the upload bucket's notification for `imports/*.csv`, or
+//! by its own continuation event. The rules live in `latchkey::ops::csv_import`; this binary
+//! only wires them to the runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use latchkey::app::App;
+use latchkey::config::ImportConfig;
+use latchkey::ops::csv_import::{self, Continuation, ImportEvent, Importer};
+use latchkey::uploads::Uploads;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    latchkey::telemetry::init();
+    let config = ImportConfig::from_env()?;
+    let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .map_err(|_| "AWS_LAMBDA_FUNCTION_NAME is not set (the Lambda runtime sets it)")?;
+    let app = App::load().await?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let importer = Arc::new(Importer {
+        uploads: Uploads::new(&sdk, config.bucket.clone()),
+        continuation: Some(Continuation {
+            client: aws_sdk_lambda::Client::new(&sdk),
+            function_name,
+        }),
+        app,
+        config,
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ImportEvent>| {
+        let importer = Arc::clone(&importer);
+        async move {
+            // The runtime gives the deadline as wall-clock time; the work loop uses a monotonic one.
+            let left = event
+                .context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            let deadline = Instant::now() + left;
+            let outcomes = csv_import::handle(
+                &importer,
+                event.payload,
+                &event.context.request_id,
+                deadline,
+            )
+            .await?;
+            Ok::<_, Error>(outcomes)
+        }
+    }))
+    .await
+}

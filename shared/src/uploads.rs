@@ -1,0 +1,269 @@
+//! The upload bucket: where admins PUT import files (through a presigned URL) and where each
+//! import's report is written. Keys are built here only:
+//!
+//! - `imports/<tenant>/<import id>.csv`: the upload; its S3 event starts `csv-import`, whose
+//!   notification filter is this prefix and suffix.
+//! - `reports/<tenant>/<import id>.csv`: the per-row report, outside that filter so that
+//!   writing it starts nothing.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::domain::{ImportId, TenantId};
+
+/// Report bytes buffered before a part is uploaded (S3 parts are at least 5 MiB).
+pub const REPORT_PART_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("s3 {operation} failed: {message}")]
+    S3 {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+fn s3_error(operation: &'static str, err: impl std::fmt::Display) -> UploadError {
+    UploadError::S3 {
+        operation,
+        message: err.to_string(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Uploads {
+    client: Client,
+    bucket: String,
+}
+
+/// The parts of an upload key: tenant and import id.
+pub fn parse_upload_key(key: &str) -> Option<(TenantId, ImportId)> {
+    let rest = key.strip_prefix("imports/")?;
+    let (tenant, file) = rest.split_once('/')?;
+    let id = file.strip_suffix(".csv")?;
+    Some((TenantId::parse(tenant).ok()?, ImportId::parse(id)?))
+}
+
+pub fn upload_key(tenant: &TenantId, id: &ImportId) -> String {
+    format!("imports/{tenant}/{id}.csv")
+}
+
+pub fn report_key(tenant: &TenantId, id: &ImportId) -> String {
+    format!("reports/{tenant}/{id}.csv")
+}
+
+impl Uploads {
+    /// The client for `bucket`. Path-style addressing when an endpoint override is set
+    /// (the local emulator serves buckets by path, not by host).
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+        let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A URL that lets its holder PUT one object at `key` until it expires.
+    pub async fn presign_put(&self, key: &str, valid: Duration) -> Result<String, UploadError> {
+        let config = PresigningConfig::expires_in(valid).map_err(|e| s3_error("presign", e))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| s3_error("presign put", e))?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// A URL to download `key` until it expires.
+    pub async fn presign_get(&self, key: &str, valid: Duration) -> Result<String, UploadError> {
+        let config = PresigningConfig::expires_in(valid).map_err(|e| s3_error("presign", e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type("text/csv; charset=utf-8")
+            .presigned(config)
+            .await
+            .map_err(|e| s3_error("presign get", e))?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// The object's size and a stream of its bytes from `offset` on. `None` if it is absent.
+    pub async fn open(
+        &self,
+        key: &str,
+        offset: u64,
+    ) -> Result<Option<(u64, ByteStream)>, UploadError> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        if offset > 0 {
+            request = request.range(format!("bytes={offset}-"));
+        }
+        match request.send().await {
+            Ok(out) => {
+                let remaining = out.content_length.unwrap_or(0).max(0) as u64;
+                Ok(Some((offset + remaining, out.body)))
+            }
+            Err(err) => {
+                let service = err.as_service_error();
+                if service.is_some_and(|e| e.is_no_such_key()) {
+                    return Ok(None);
+                }
+                // A range that starts at the end of the file: nothing is left to read.
+                if err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 416)
+                {
+                    return Ok(Some((offset, ByteStream::from_static(b""))));
+                }
+                Err(s3_error(
+                    "get object",
+                    aws_sdk_s3::error::DisplayErrorContext(err),
+                ))
+            }
+        }
+    }
+
+    /// Starts writing a report in parts.
+    pub async fn start_report(&self, key: &str) -> Result<ReportWriter<'_>, UploadError> {
+        Ok(ReportWriter {
+            uploads: self,
+            key: key.to_owned(),
+            buffer: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+        })
+    }
+}
+
+/// Writes a report of any size in bounded memory: one object if it stays under one part,
+/// else a multipart upload.
+pub struct ReportWriter<'a> {
+    uploads: &'a Uploads,
+    key: String,
+    buffer: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+}
+
+impl ReportWriter<'_> {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UploadError> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= REPORT_PART_BYTES {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_part(&mut self) -> Result<(), UploadError> {
+        let client = &self.uploads.client;
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let out = client
+                    .create_multipart_upload()
+                    .bucket(&self.uploads.bucket)
+                    .key(&self.key)
+                    .content_type("text/csv; charset=utf-8")
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("create multipart upload", e))?;
+                let id = out.upload_id.unwrap_or_default();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let body = std::mem::take(&mut self.buffer);
+        let out = client
+            .upload_part()
+            .bucket(&self.uploads.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| s3_error("upload part", e))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Writes what is left and completes the object.
+    pub async fn finish(mut self) -> Result<(), UploadError> {
+        let client = &self.uploads.client;
+        let Some(upload_id) = self.upload_id.clone() else {
+            client
+                .put_object()
+                .bucket(&self.uploads.bucket)
+                .key(&self.key)
+                .content_type("text/csv; charset=utf-8")
+                .body(ByteStream::from(std::mem::take(&mut self.buffer)))
+                .send()
+                .await
+                .map_err(|e| s3_error("put object", e))?;
+            return Ok(());
+        };
+        if !self.buffer.is_empty() {
+            self.flush_part().await?;
+        }
+        client
+            .complete_multipart_upload()
+            .bucket(&self.uploads.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("complete multipart upload", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_keys_round_trip_and_nothing_else_parses() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let id = ImportId::generate();
+        assert_eq!(
+            parse_upload_key(&upload_key(&tenant, &id)),
+            Some((tenant.clone(), id.clone()))
+        );
+        for key in [
+            report_key(&tenant, &id),
+            format!("imports/acme/{id}.csv.tmp"),
+            format!("imports/acme/x/{id}.csv"),
+            "imports/acme/short.csv".to_owned(),
+            format!("imports/ACME!/{id}.csv"),
+            String::new(),
+        ] {
+            assert_eq!(parse_upload_key(&key), None, "{key}");
+        }
+    }
+}
