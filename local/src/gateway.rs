@@ -34,6 +34,7 @@ use crate::runtime::{
     FunctionPool, InvokeRequest, MAX_PAYLOAD, Outcome, SlotStatus, SpawnConfig, WaitError,
     request_id,
 };
+use crate::s3_relay::{self, S3Relay};
 use crate::template::Template;
 
 /// How long API Gateway waits for an integration before answering 503.
@@ -55,8 +56,11 @@ pub struct GatewayConfig {
     /// If set, every function also gets this variable set to [`Gateway::url`] (e.g.
     /// `PUBLIC_BASE_URL`), which is unknown before binding when the port is 0.
     pub url_env: Option<String>,
-    /// Base URL of moto, for the `/_local/mail` mailbox.
+    /// Base URL of moto, for the `/_local/mail` mailbox and the S3 event relay.
     pub moto_url: Option<String>,
+    /// The upload bucket whose notifications invoke the template's `S3` events (with
+    /// `moto_url`); see [`crate::s3_relay`].
+    pub upload_bucket: Option<String>,
     /// Function output goes here instead of this process's stderr.
     pub log_file: Option<PathBuf>,
     /// How long every instance may take to come up.
@@ -74,6 +78,7 @@ impl GatewayConfig {
             env: Vec::new(),
             url_env: None,
             moto_url: None,
+            upload_bucket: None,
             log_file: None,
             startup_timeout: Duration::from_secs(60),
         }
@@ -86,6 +91,7 @@ pub struct Gateway {
     state: Arc<GatewayState>,
     servers: Tasks,
     supervisors: Tasks,
+    _relay: Option<S3Relay>,
 }
 
 struct GatewayState {
@@ -121,6 +127,12 @@ impl Gateway {
         if let Some(name) = &config.url_env {
             env.push((name.clone(), format!("http://{addr}")));
         }
+        // The gateway serves the Lambda Invoke API: a function that invokes another (or
+        // itself) reaches it here.
+        env.push((
+            "AWS_ENDPOINT_URL_LAMBDA".to_owned(),
+            format!("http://{addr}"),
+        ));
         let log = match &config.log_file {
             Some(path) => LogSink::file(path)?,
             None => LogSink::Stderr,
@@ -143,6 +155,18 @@ impl Gateway {
             waits.push((function.binary.clone(), started.pool.statuses()));
             functions.insert(function.binary.clone(), started.pool);
         }
+        let relay = match (&config.moto_url, &config.upload_bucket) {
+            (Some(moto), Some(bucket)) => {
+                let targets = template
+                    .functions
+                    .iter()
+                    .flat_map(|f| f.s3_events.iter().map(move |e| (f, e)))
+                    .filter_map(|(f, e)| Some((Arc::clone(functions.get(&f.binary)?), e.clone())))
+                    .collect();
+                s3_relay::start(moto, bucket, targets).await?
+            }
+            _ => None,
+        };
         let state = Arc::new(GatewayState {
             routes: RouteTable::from_template(&template),
             functions,
@@ -170,6 +194,7 @@ impl Gateway {
             state,
             servers,
             supervisors,
+            _relay: relay,
         })
     }
 
@@ -180,6 +205,16 @@ impl Gateway {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Kills the processes of function `name` as a crash would (see [`FunctionPool::crash`]).
+    pub fn crash(&self, name: &str) -> Result<()> {
+        self.state
+            .functions
+            .get(name)
+            .with_context(|| format!("no function named {name:?} in the template"))?
+            .crash();
+        Ok(())
     }
 
     /// Binary names of the functions served.

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod process;
 pub mod router;
 pub mod runtime;
+pub mod s3_relay;
 pub mod setup;
 pub mod stack;
 pub mod template;

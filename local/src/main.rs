@@ -192,6 +192,7 @@ async fn start_stack(
     config.env = prepared.env.clone();
     config.url_env = prepared.url_env.clone();
     config.moto_url = Some(endpoints.moto.clone());
+    config.upload_bucket = Some(prepared.upload_bucket.clone());
     config.log_file = options.log_file.clone();
     let gateway = Gateway::start(config).await?;
     if template.function("bootstrap").is_some() {

@@ -278,6 +278,18 @@ impl FunctionPool {
         }
     }
 
+    /// Kills every instance's process at once, as a crash would (for tests); each is
+    /// replaced, and what they were running fails with `Runtime.ExitError`.
+    pub fn crash(&self) {
+        for slot in &self.slots {
+            {
+                let mut state = lock(&slot.state);
+                state.kill_generation = Some(state.generation);
+            }
+            slot.kill.notify_one();
+        }
+    }
+
     fn label(&self, slot: usize) -> String {
         format!("{}#{slot}", self.name)
     }

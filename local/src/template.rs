@@ -30,6 +30,8 @@ pub struct FunctionSpec {
     /// the function's name locally.
     pub binary: String,
     pub routes: Vec<RouteSpec>,
+    /// `S3` events: the bucket notifications that invoke it.
+    pub s3_events: Vec<S3EventSpec>,
     /// `Timeout` of the function, else of `Globals.Function`, else 30 s.
     pub timeout: Duration,
     /// Literal `Environment.Variables` of `Globals` and the function (e.g. `RUST_LOG: info`);
@@ -55,6 +57,17 @@ impl RouteSpec {
             format!("{} {}", self.method, self.path)
         }
     }
+}
+
+/// One `S3` event of a function: which uploads invoke it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3EventSpec {
+    /// The event's name in the template, used as the notification's id.
+    pub name: String,
+    /// e.g. `s3:ObjectCreated:*`.
+    pub events: Vec<String>,
+    /// `Filter.S3Key.Rules` as (`prefix` | `suffix`, value).
+    pub key_rules: Vec<(String, String)>,
 }
 
 /// Key and index layout of the table: what `CreateTable` needs.
@@ -181,11 +194,16 @@ fn parse_function(id: &str, resource: &Value, globals: Option<&Value>) -> Result
         }
     }
     let mut routes = Vec::new();
+    let mut s3_events = Vec::new();
     if let Some(events) = properties
         .and_then(|p| get(p, "Events"))
         .and_then(Value::as_mapping)
     {
         for (name, event) in events {
+            if str_at(event, "Type") == Some("S3") {
+                s3_events.push(parse_s3_event(name.as_str().unwrap_or("?"), event)?);
+                continue;
+            }
             if str_at(event, "Type") != Some("HttpApi") {
                 continue;
             }
@@ -218,8 +236,38 @@ fn parse_function(id: &str, resource: &Value, globals: Option<&Value>) -> Result
         logical_id: id.to_owned(),
         binary,
         routes,
+        s3_events,
         timeout: timeout.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT),
         environment,
+    })
+}
+
+/// An `S3` event: its `Events` (one or a list) and its key filter rules.
+fn parse_s3_event(name: &str, event: &Value) -> Result<S3EventSpec> {
+    let props = get(event, "Properties").with_context(|| format!("event {name}: no Properties"))?;
+    let events = match get(props, "Events") {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Sequence(many)) => many
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_owned))
+            .collect(),
+        _ => bail!("event {name}: S3 needs Events"),
+    };
+    let key_rules = get(props, "Filter")
+        .and_then(|f| get(f, "S3Key"))
+        .and_then(|k| seq_at(k, "Rules"))
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| Ok((required_str(r, "Name")?, required_str(r, "Value")?)))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(S3EventSpec {
+        name: name.to_owned(),
+        events,
+        key_rules,
     })
 }
 

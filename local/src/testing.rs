@@ -112,6 +112,11 @@ impl TestStack {
         Ok(all.into_iter().filter(|m| m.is_for(address)).collect())
     }
 
+    /// Every mail SES (moto) accepted, from every test on the shared emulators.
+    pub async fn all_mail(&self) -> Result<Vec<SentMail>> {
+        mailbox::fetch(&self.http, &self.endpoints.moto).await
+    }
+
     /// Stops the gateway (waiting for the processes) and deletes the table.
     pub async fn shutdown(self) -> Result<()> {
         let Self {
@@ -232,7 +237,15 @@ impl TestStackBuilder {
         let template = Template::load(&template_path)?;
         let aws = Aws::local(&endpoints).await;
         let table_name = format!("t-{:016x}", rand::random::<u64>());
-        let prepared = prepare(&aws, &endpoints, &template, &table_name, &self.env)
+        // A bucket of its own, so that its uploads' events reach only its functions.
+        let mut env = self.env.clone();
+        if !env.iter().any(|(name, _)| name == "UPLOAD_BUCKET") {
+            env.insert(
+                0,
+                ("UPLOAD_BUCKET".to_owned(), format!("uploads-{table_name}")),
+            );
+        }
+        let prepared = prepare(&aws, &endpoints, &template, &table_name, &env)
             .await
             .context("preparing the test stack")?;
 
@@ -252,6 +265,7 @@ impl TestStackBuilder {
         }
         config.url_env = prepared.url_env.clone();
         config.moto_url = Some(endpoints.moto.clone());
+        config.upload_bucket = Some(prepared.upload_bucket.clone());
         config.log_file = var("LATCHKEY_LOG_FILE");
         let gateway = Gateway::start(config)
             .await

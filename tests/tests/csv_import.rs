@@ -1,0 +1,369 @@
+//! The S3 import end to end: a file PUT to the presigned URL starts `csv-import` through the
+//! bucket's notification (moto queues it, the local relay invokes), and every row is invited
+//! exactly once, mailed at most once, and reported, whatever is redelivered or crashes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use latchkey_tests::*;
+use serde_json::{Value, json};
+
+async fn start_import(api: &Api, token: &str, tenant: &str, send_email: bool) -> (String, String) {
+    let resp = api
+        .post(
+            &format!("/v1/tenants/{tenant}/imports"),
+            Some(token),
+            &json!({"send_email": send_email}),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    (
+        resp.json["import_id"].as_str().unwrap().to_owned(),
+        resp.json["upload_url"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// What `curl -T file "$upload_url"` does.
+async fn upload(url: &str, body: Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .put(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "upload: {}", resp.status());
+}
+
+/// Polls the import until it is completed or failed.
+async fn finished(api: &Api, token: &str, id: &str) -> Value {
+    for _ in 0..600 {
+        let resp = api.get(&format!("/v1/imports/{id}"), Some(token)).await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        if ["completed", "failed"].contains(&resp.json["status"].as_str().unwrap()) {
+            return resp.json;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("import {id} did not finish within 120 s");
+}
+
+async fn report(import: &Value) -> String {
+    let url = import["report_url"].as_str().expect("a report URL");
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// The S3 event AWS would deliver for the upload of `key` to the stack's bucket.
+fn s3_event(key: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "csv-import-Upload",
+               "bucket": {"name": "b", "arn": "arn:aws:s3:::b"},
+               "object": {"key": key, "size": 10, "eTag": "x"}}
+    }]})
+}
+
+#[tokio::test]
+async fn an_uploaded_file_invites_each_row_once_mails_it_and_reports_every_line() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let ada = unique_email("ada");
+    let grace = unique_email("grace");
+    let old = unique_email("old");
+    api.invite(&admin, &tenant, json!([{"email": old}])).await;
+    let file = format!(
+        "\u{feff}Role , EMAIL,notes\r\n\
+         member,  {upper_ada}  ,x\r\n\
+         \r\n\
+         admin,\"{grace}\",\"a, quoted note\"\r\n\
+         member,not-an-email,\r\n\
+         member,{ada},dup\r\n\
+         member,{old},\r\n\
+         owner,{bob},\r\n\
+         member,\"=HYPERLINK(\"\"http://evil.test\"\")\",\r\n",
+        upper_ada = ada.to_uppercase(),
+        bob = unique_email("bob"),
+    );
+    let (id, url) = start_import(&api, &admin, &tenant, true).await;
+
+    upload(&url, file.into_bytes()).await;
+    let import = finished(&api, &admin, &id).await;
+
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(
+        (
+            &import["total"],
+            &import["invited"],
+            &import["rejected"],
+            &import["emails_sent"]
+        ),
+        (&json!(7), &json!(2), &json!(5), &json!(2))
+    );
+    let errors: Vec<(u64, &str)> = import["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (5, "invalid_email"),
+            (6, "duplicate_in_request"),
+            (7, "already_exists"),
+            (8, "invalid_role"),
+            (9, "invalid_email")
+        ]
+    );
+    let (_, token) = mailed_link(&stack, &ada, "accept-invite").await.unwrap();
+    assert_eq!(
+        api.accept(&token, "a long enough password").await.status,
+        200
+    );
+    assert_eq!(stack.mail_to(&grace).await.unwrap().len(), 1);
+    let report = report(&import).await;
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(
+        lines[0],
+        "line,email,role,status,code,detail,user_id,email_sent"
+    );
+    assert_eq!(lines.len(), 8, "{report}");
+    assert!(
+        lines[1].starts_with(&format!("\"2\",\"{ada}\",\"member\",\"invited\"")),
+        "{report}"
+    );
+    assert!(
+        lines[7].starts_with("\"9\",\"'=HYPERLINK("),
+        "a formula is reported as text: {report}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_imported_fails_with_a_reason_that_says_what_to_fix() {
+    let stack = TestStack::builder()
+        .env("IMPORT_MAX_BYTES", "200")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "not UTF-8",
+            b"email\n\xff\xfe@example.test\n".to_vec(),
+            "not valid UTF-8",
+        ),
+        (
+            "no email column",
+            b"name,role\nada,member\n".to_vec(),
+            "no 'email' column",
+        ),
+        (
+            "a workbook",
+            b"PK\x03\x04\x14\x00\x06\x00rest of a zip".to_vec(),
+            "workbook, not CSV",
+        ),
+        (
+            "too large",
+            [b"email\n".as_slice(), &[b'a'; 300]].concat(),
+            "at most 200 bytes",
+        ),
+        ("empty", Vec::new(), "The file is empty"),
+    ];
+
+    for (what, file, reason) in cases {
+        let (id, url) = start_import(&api, &admin, &tenant, false).await;
+        upload(&url, file).await;
+        let import = finished(&api, &admin, &id).await;
+
+        assert_eq!(import["status"], "failed", "{what}: {import}");
+        let failure = import["failure"].as_str().unwrap();
+        assert!(failure.contains(reason), "{what}: {failure}");
+    }
+}
+
+#[tokio::test]
+async fn redelivered_and_concurrent_events_invite_nobody_twice_and_mail_nobody_twice() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let people: Vec<String> = (0..40).map(|i| unique_email(&format!("p{i}"))).collect();
+    let file = format!("email\n{}\n", people.join("\n"));
+    let (id, url) = start_import(&api, &admin, &tenant, true).await;
+    let key = format!("imports/{tenant}/{id}.csv");
+
+    upload(&url, file.into_bytes()).await;
+    // S3 delivers at least once: two more copies of the event, while the first runs.
+    let (a, b) = tokio::join!(
+        stack.invoke("csv-import", s3_event(&key)),
+        stack.invoke("csv-import", s3_event(&key))
+    );
+    let _ = (a, b); // one may find the import busy and fail, to be retried: both are fine
+    let import = finished(&api, &admin, &id).await;
+    let after = stack.invoke("csv-import", s3_event(&key)).await.unwrap();
+
+    assert_eq!(after, json!(["skipped"]), "a late redelivery does nothing");
+    assert_eq!(
+        (&import["total"], &import["invited"]),
+        (&json!(40), &json!(40)),
+        "{import}"
+    );
+    let again = finished(&api, &admin, &id).await;
+    assert_eq!(again["invited"], 40);
+    let mail = stack.all_mail().await.unwrap();
+    for person in &people {
+        assert_eq!(
+            mail.iter().filter(|m| m.is_for(person)).count(),
+            1,
+            "{person}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_file_reports_people_the_first_one_invited_as_already_existing() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (a, b, c) = (unique_email("a"), unique_email("b"), unique_email("c"));
+    let (first, url) = start_import(&api, &admin, &tenant, false).await;
+    upload(&url, format!("email\n{a}\n{b}\n").into_bytes()).await;
+    finished(&api, &admin, &first).await;
+
+    let (second, url) = start_import(&api, &admin, &tenant, false).await;
+    upload(&url, format!("email\n{b}\n{c}\n").into_bytes()).await;
+    let import = finished(&api, &admin, &second).await;
+
+    assert_eq!(
+        (&import["invited"], &import["rejected"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(import["errors"][0]["code"], "already_exists");
+    assert_eq!(import["errors"][0]["line"], 2);
+}
+
+#[tokio::test]
+async fn an_import_that_outlasts_its_invocation_continues_in_the_next_without_gaps() {
+    // With a reserve longer than the timeout, every invocation pauses after one batch.
+    let stack = TestStack::builder()
+        .env("IMPORT_RESERVE_SECONDS", "100000")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let rows = 1_203;
+    let file: String = std::iter::once("email\n".to_owned())
+        .chain((0..rows).map(|i| format!("c{i}-{}\n", unique_email("x"))))
+        .collect();
+    let (id, url) = start_import(&api, &admin, &tenant, false).await;
+
+    upload(&url, file.into_bytes()).await;
+    let import = finished(&api, &admin, &id).await;
+
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(
+        (&import["total"], &import["invited"]),
+        (&json!(rows), &json!(rows))
+    );
+    let report = report(&import).await;
+    let lines: Vec<u64> = report
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        (2..rows as u64 + 2).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}
+
+#[tokio::test]
+async fn an_import_killed_midway_and_rerun_loses_no_row_and_mails_no_row_twice() {
+    let stack = TestStack::builder()
+        .env("IMPORT_LEASE_SECONDS", "1")
+        .env("INVITE_MAIL_PER_HOUR", "100000")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let rows = 1_500;
+    let people: Vec<String> = (0..rows)
+        .map(|i| format!("k{i}-{}", unique_email("y")))
+        .collect();
+    let file = format!("email\n{}\n", people.join("\n"));
+    let (id, url) = start_import(&api, &admin, &tenant, true).await;
+    let key = format!("imports/{tenant}/{id}.csv");
+
+    upload(&url, file.into_bytes()).await;
+    // Crash once some rows are settled: a row marker per settled row.
+    let dynamodb = stack.dynamodb_client();
+    loop {
+        let settled = dynamodb
+            .query()
+            .table_name(stack.table_name())
+            .key_condition_expression("PK = :pk AND begins_with(SK, :row)")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("IMPORT#{id}")),
+            )
+            .expression_attribute_values(
+                ":row",
+                aws_sdk_dynamodb::types::AttributeValue::S("ROW#".into()),
+            )
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .unwrap()
+            .count;
+        if settled >= 600 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.gateway().crash("csv-import").unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // the dead worker's lease ends
+    let _ = stack.invoke("csv-import", s3_event(&key)).await; // the rerun (or the relay's retry)
+    let import = finished(&api, &admin, &id).await;
+
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_eq!(
+        (&import["total"], &import["invited"], &import["rejected"]),
+        (&json!(rows), &json!(rows), &json!(0))
+    );
+    let mail = stack.all_mail().await.unwrap();
+    let mut per_person: HashMap<&str, usize> = HashMap::new();
+    for person in &people {
+        per_person.insert(person, mail.iter().filter(|m| m.is_for(person)).count());
+    }
+    assert!(
+        per_person.values().all(|&n| n <= 1),
+        "nobody is mailed twice"
+    );
+    let unconfirmed = report(&import).await.matches("\"unconfirmed\"").count();
+    let mailed = per_person.values().filter(|&&n| n == 1).count();
+    assert!(
+        mailed + unconfirmed >= rows && mailed >= rows - unconfirmed,
+        "every row is mailed, or reported as unconfirmed: {mailed} mailed, {unconfirmed} unconfirmed"
+    );
+    assert_eq!(
+        import["emails_sent"].as_u64().unwrap() as usize + unconfirmed,
+        rows
+    );
+}
