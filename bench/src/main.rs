@@ -9,6 +9,7 @@
 mod argon2_share;
 mod client;
 mod cold_start;
+mod csv_import;
 mod ctx;
 mod load;
 mod report;
@@ -26,6 +27,7 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
     ("cold-start", "Cold start"),
     ("argon2", "Sign-in: argon2's share of the CPU"),
     ("load", "Throughput under load"),
+    ("csv-import", "CSV import at scale"),
 ];
 
 async fn run_one(name: &str, ctx: &Ctx) -> Result<String> {
@@ -34,6 +36,7 @@ async fn run_one(name: &str, ctx: &Ctx) -> Result<String> {
         "cold-start" => cold_start::run(ctx).await,
         "argon2" => argon2_share::run(ctx).await,
         "load" => load::run(ctx).await,
+        "csv-import" => csv_import::run(ctx).await,
         other => anyhow::bail!("no benchmark named {other:?}"),
     }
 }
@@ -45,13 +48,14 @@ Runs the named benchmarks (default: all) against emulators it starts itself, pri
 figures and writes each one's section of FILE (default BENCHMARKS.md at the workspace root);
 sections of benchmarks not run are kept.
 
-benchmarks: requests, cold-start, argon2, load
+benchmarks: requests, cold-start, argon2, load, csv-import
 
 environment:
   BENCH_COLD_RUNS         cold starts per binary (default 25)
   BENCH_SIGNINS           sign-ins timed for the argon2 share (default 40)
   BENCH_LOAD_N            invites and sign-ins under load (default 200 each)
   BENCH_LOAD_CONCURRENCY  requests in flight under load (default 4)
+  BENCH_CSV_ROWS          rows per imported file, comma-separated (default 100000,1000000)
   BENCH_COMMAND           the command recorded in the report (make bench sets it)
   LATCHKEY_BIN_DIR        the release binaries (default: this binary's folder)";
 
