@@ -30,7 +30,11 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
     let sizes: Vec<usize> = std::env::var("BENCH_CSV_ROWS")
         .unwrap_or_else(|_| "100000,1000000".into())
         .split(',')
-        .map(|s| s.trim().parse().context("BENCH_CSV_ROWS is a list of row counts"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .context("BENCH_CSV_ROWS is a list of row counts")
+        })
         .collect::<Result<_>>()?;
     let mut figures = Vec::new();
     for rows in sizes {
@@ -156,18 +160,21 @@ async fn import(ctx: &Ctx, stack: &latchkey_local::TestStack, rows: usize) -> Re
 fn function_pid(exe: &Path, table: &str) -> Option<u32> {
     let exe = exe.canonicalize().ok()?;
     let wanted = format!("TABLE_NAME={table}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let path = entry.path();
-        if std::fs::read_link(path.join("exe")).ok()? != exe {
-            return None;
-        }
-        let environ = std::fs::read(path.join("environ")).ok()?;
-        environ
-            .split(|b| *b == 0)
-            .any(|var| var == wanted.as_bytes())
-            .then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let path = entry.path();
+            if std::fs::read_link(path.join("exe")).ok()? != exe {
+                return None;
+            }
+            let environ = std::fs::read(path.join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == wanted.as_bytes())
+                .then_some(pid)
+        })
 }
 
 /// The process's peak resident set (`VmHWM`), in KiB.
