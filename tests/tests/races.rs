@@ -105,14 +105,12 @@ async fn the_sweep_expires_due_invitations_once_and_accepting_then_says_expired(
 
 #[tokio::test]
 async fn resending_an_expired_invitation_makes_it_pending_again() {
-    let stack = TestStack::builder()
-        .env("INVITE_TTL_SECONDS", "3")
-        .start()
-        .await
-        .unwrap();
+    // The default TTL, so that the resent link outlives a slow machine; the first invitation
+    // is made past due in the table instead of by waiting for a short TTL.
+    let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
     let (admin, _, email, id) = tenant_with_invitee(&stack, &api).await;
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    backdate_invitation(&stack, &id).await;
     stack.invoke("expiry-sweep", json!({})).await.unwrap();
     assert_eq!(api.user(&admin, &id).await.json["status"], "expired");
 
@@ -124,6 +122,26 @@ async fn resending_an_expired_invitation_makes_it_pending_again() {
         api.accept(tokens.last().unwrap(), PASSWORD).await.status,
         200
     );
+}
+
+/// Moves a pending invitation's expiry (and its place in the expiry index) a minute back.
+async fn backdate_invitation(stack: &TestStack, id: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let at = (chrono::Utc::now() - chrono::Duration::seconds(60))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    stack
+        .dynamodb_client()
+        .update_item()
+        .table_name(stack.table_name())
+        .key("PK", S(format!("USER#{id}")))
+        .key("SK", S("PROFILE".into()))
+        .update_expression("SET invite_expires_at = :at, GSI2SK = :sk")
+        .condition_expression("attribute_exists(GSI2SK)")
+        .expression_attribute_values(":at", S(at.clone()))
+        .expression_attribute_values(":sk", S(format!("{at}#{id}")))
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
