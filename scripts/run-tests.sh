@@ -5,7 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 # Every test stack's functions log into one file (`make test` also points test-env's own
-# gateway there), scanned at the end for leaked tokens and passwords.
+# gateway there), scanned at the end for leaked tokens and passwords, with a dump of every
+# table the suites left on DynamoDB Local.
 if [[ -z "${LATCHKEY_LOG_FILE:-}" ]]; then
   export LATCHKEY_LOG_FILE="$PWD/target/test-logs/functions.log"
   mkdir -p "$(dirname "$LATCHKEY_LOG_FILE")"
@@ -15,5 +16,8 @@ cargo nextest run --workspace --no-fail-fast || status=1
 scripts/fuzz.sh || status=1
 scripts/schemathesis.sh || status=1
 (cd tests/browser && node --test --test-concurrency=1) || status=1
-scripts/scan-logs.sh "$LATCHKEY_LOG_FILE" || status=1
+# Every test's table is still on the emulator: dump them all and scan them like the logs.
+TABLE_DUMP="$(dirname "$LATCHKEY_LOG_FILE")/tables.jsonl"
+target/debug/latchkey-local dump-tables "$TABLE_DUMP" || status=1
+scripts/scan-logs.sh "$LATCHKEY_LOG_FILE" "$TABLE_DUMP" || status=1
 exit $status

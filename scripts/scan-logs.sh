@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails if a log holds a secret: a raw link token, or a password the tests use.
 # scripts/run-tests.sh runs it last, on the function logs of the whole run
-# (LATCHKEY_LOG_FILE, where every test stack's gateway writes its functions' output).
+# (LATCHKEY_LOG_FILE, where every test stack's gateway writes its functions' output) and on
+# a dump of every table the run left on DynamoDB Local (`latchkey-local dump-tables`).
 #
 #   scripts/scan-logs.sh FILE...
 #
@@ -92,7 +93,7 @@ self_test
 status=0
 for file in "$@"; do
   if [[ ! -s "$file" ]]; then
-    echo "scan-logs.sh: $file is missing or empty: no function logs were captured" >&2
+    echo "scan-logs.sh: $file is missing or empty: nothing was captured to scan" >&2
     status=1
     continue
   fi

@@ -4,6 +4,8 @@
 //!   bootstrap admin; stays up until Ctrl-C or SIGTERM.
 //! - `test-env -- COMMAND...`: the same on test ports (so it never clashes with `dev`),
 //!   exports where everything is to COMMAND, runs it, and exits with its exit code.
+//! - `dump-tables FILE`: every item of every table on the emulator named by the environment,
+//!   one JSON line each (scanned for secrets at the end of `make test`).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -29,6 +31,9 @@ usage:
       The same on test ports (TEST_DYNAMODB_PORT 8100, TEST_MOTO_PORT 5100, an ephemeral API
       port, table latchkey-e2e); runs COMMAND with LATCHKEY_* and AWS_* exported and exits
       with its exit code.
+  latchkey-local dump-tables FILE
+      Writes every item of every table on the DynamoDB named by AWS_ENDPOINT_URL_DYNAMODB
+      (as test-env exports it) to FILE, one `<table> <item JSON>` line each.
 
 options:
   --root DIR        workspace root (default: LATCHKEY_ROOT, else where this was built)
@@ -52,6 +57,7 @@ struct Options {
 enum Command {
     Dev(Options),
     TestEnv(Options, Vec<OsString>),
+    DumpTables(PathBuf),
     Help,
 }
 
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
             }
             Command::Dev(options) => dev(options).await.map(|()| ExitCode::SUCCESS),
             Command::TestEnv(options, command) => test_env(options, command).await,
+            Command::DumpTables(file) => dump_tables(file).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -106,6 +113,13 @@ fn parse(args: Vec<OsString>) -> Result<Command> {
     let sub = sub.to_str().context("subcommand is not UTF-8")?.to_owned();
     if matches!(sub.as_str(), "help" | "-h" | "--help") {
         return Ok(Command::Help);
+    }
+    if sub == "dump-tables" {
+        let file = args.next().context("dump-tables needs a FILE")?;
+        if let Some(extra) = args.next() {
+            bail!("dump-tables takes one FILE; unexpected {extra:?}");
+        }
+        return Ok(Command::DumpTables(file.into()));
     }
     let mut options = Options::default();
     let mut rest = Vec::new();
@@ -407,4 +421,15 @@ impl Signals {
             _ = self.terminate.recv() => {}
         }
     }
+}
+
+async fn dump_tables(file: PathBuf) -> Result<()> {
+    let aws = Aws::from_env().await;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?,
+    );
+    let count = aws.dump_tables(&mut out).await?;
+    std::io::Write::flush(&mut out).with_context(|| format!("writing {}", file.display()))?;
+    info!("{count} items of every table written to {}", file.display());
+    Ok(())
 }
