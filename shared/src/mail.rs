@@ -65,14 +65,16 @@ impl MailError {
 /// How long SES may take over one send before the mail counts as not sent (and the caller
 /// is told so): it answers in well under a second, and a function has 10 s in all (the
 /// template's `Timeout`), shared with its reads and writes. The SDK retries within this.
+///
+/// There is deliberately no per-attempt timeout: SendEmail takes no idempotency token, so an
+/// attempt abandoned while SES was slowly accepting it, then retried, mails the person twice
+/// (seen under load: an import's rerun test caught a duplicate). The SDK still retries what
+/// SES answered with throttling or a transient error.
 pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
-/// One attempt of a send, so that a hung connection leaves time to retry.
-pub const SEND_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn send_timeouts() -> aws_sdk_sesv2::config::timeout::TimeoutConfig {
     aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
         .operation_timeout(SEND_TIMEOUT)
-        .operation_attempt_timeout(SEND_ATTEMPT_TIMEOUT)
         .build()
 }
 
