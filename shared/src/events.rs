@@ -21,6 +21,8 @@ pub const SOURCE: &str = "latchkey";
 pub const DETAIL_VERSION: u32 = 1;
 /// PutEvents takes at most this many entries per call.
 const BATCH: usize = 10;
+/// PutEvents calls in flight at once.
+const CALLS_IN_FLIGHT: usize = 8;
 
 /// What happened. Each is one `detail-type` and one CloudWatch metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -192,44 +194,58 @@ impl EventBridgePublisher {
         }
     }
 
+    /// One PutEvents call per 10 events, a few at a time (an import announces hundreds).
     async fn put(&self, events: &[LifecycleEvent]) -> Result<(), PublishError> {
+        use futures::StreamExt;
+        // Built up front as boxed futures: a closure in the stream trips the compiler's
+        // higher-ranked lifetime check on the `Send` future this must be.
+        let calls: Vec<BoxFuture<'_, Result<(), PublishError>>> = events
+            .chunks(BATCH)
+            .map(|chunk| Box::pin(self.put_chunk(chunk)) as BoxFuture<'_, _>)
+            .collect();
+        let results: Vec<_> = futures::stream::iter(calls)
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn put_chunk(&self, chunk: &[LifecycleEvent]) -> Result<(), PublishError> {
         use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-        for chunk in events.chunks(BATCH) {
-            let entries = chunk
+        let entries = chunk
+            .iter()
+            .map(|e| {
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.bus)
+                    .source(SOURCE)
+                    .detail_type(e.kind.detail_type())
+                    .detail(serde_json::to_string(e).unwrap_or_default())
+                    .build()
+            })
+            .collect::<Vec<_>>();
+        let out = self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                PublishError::Service(
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
+        let failed = out.failed_entry_count() as usize;
+        if failed > 0 {
+            let first = out
+                .entries()
                 .iter()
-                .map(|e| {
-                    PutEventsRequestEntry::builder()
-                        .event_bus_name(&self.bus)
-                        .source(SOURCE)
-                        .detail_type(e.kind.detail_type())
-                        .detail(serde_json::to_string(e).unwrap_or_default())
-                        .build()
-                })
-                .collect::<Vec<_>>();
-            let out = self
-                .client
-                .put_events()
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| {
-                    PublishError::Service(
-                        aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
-                    )
-                })?;
-            let failed = out.failed_entry_count() as usize;
-            if failed > 0 {
-                let first = out
-                    .entries()
-                    .iter()
-                    .find_map(|r| r.error_message().map(str::to_owned))
-                    .unwrap_or_default();
-                return Err(PublishError::Refused {
-                    failed,
-                    total: chunk.len(),
-                    first,
-                });
-            }
+                .find_map(|r| r.error_message().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(PublishError::Refused {
+                failed,
+                total: chunk.len(),
+                first,
+            });
         }
         Ok(())
     }

@@ -227,6 +227,23 @@ struct Job<'a, M: Mailer> {
     listed_errors: usize,
 }
 
+/// A row's outcome, and its `Invitation Created` event if this run invited it.
+struct Settled {
+    marker: RowMarker,
+    created: Option<LifecycleEvent>,
+}
+
+impl Settled {
+    /// A rejected row, or one settled earlier (by a run that died or an event delivered
+    /// twice): nothing to announce.
+    fn silent(marker: RowMarker) -> Self {
+        Self {
+            marker,
+            created: None,
+        }
+    }
+}
+
 /// A batch of rows and where the reader stood after its last row.
 type Batch = Result<(Vec<CsvRow>, Checkpoint), FileProblem>;
 
@@ -321,14 +338,20 @@ impl<M: Mailer> Job<'_, M> {
             })
             .collect();
         let send_email = self.import.send_email && self.mail_budget(tenant, &checked).await?;
-        let markers: Vec<Result<RowMarker, StoreError>> = futures::stream::iter(checked)
+        let settled: Vec<Result<Settled, StoreError>> = futures::stream::iter(checked)
             .map(|(row, checked)| self.settle_row(caller, tenant, row, checked, send_email))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let settled = settled.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let (mut markers, created): (Vec<_>, Vec<_>) =
+            settled.into_iter().map(|s| (s.marker, s.created)).unzip();
+        // Only rows invited by this run: a redelivered event or a rerun after a crash finds
+        // its rows already settled and announces nothing twice.
+        let created: Vec<_> = created.into_iter().flatten().collect();
+        events::emit(self.importer.app.events.as_ref(), &created).await;
         let mut counts = Counts::default();
         let mut errors = Vec::new();
-        let mut markers = markers.into_iter().collect::<Result<Vec<_>, _>>()?;
         markers.sort_by_key(|m| m.line);
         for marker in markers {
             counts.total += 1;
@@ -384,7 +407,7 @@ impl<M: Mailer> Job<'_, M> {
         row: CsvRow,
         checked: Result<invite::Candidate, RowError>,
         send_email: bool,
-    ) -> Result<RowMarker, StoreError> {
+    ) -> Result<Settled, StoreError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
@@ -410,7 +433,7 @@ impl<M: Mailer> Job<'_, M> {
         row: &CsvRow,
         checked: Result<&invite::Candidate, &RowError>,
         send_email: bool,
-    ) -> Result<RowMarker, StoreError> {
+    ) -> Result<Settled, StoreError> {
         let store = &self.importer.app.store;
         let import = &self.import.id;
         let rejected = |err: &RowError| RowMarker {
@@ -426,10 +449,11 @@ impl<M: Mailer> Job<'_, M> {
             Ok(candidate) => candidate,
             Err(err) => {
                 let marker = rejected(err);
-                return Ok(store
+                let marker = store
                     .put_rejected_row(import, &marker)
                     .await?
-                    .unwrap_or(marker));
+                    .unwrap_or(marker);
+                return Ok(Settled::silent(marker));
             }
         };
         let app = &self.importer.app;
@@ -459,7 +483,7 @@ impl<M: Mailer> Job<'_, M> {
             },
         };
         match store.create_row_user(import, &user, &marker).await? {
-            CreateRowUser::AlreadySettled(existing) => Ok(existing),
+            CreateRowUser::AlreadySettled(existing) => Ok(Settled::silent(existing)),
             CreateRowUser::EmailTaken { same_import } => {
                 let err = if same_import {
                     RowError::DuplicateInRequest
@@ -467,16 +491,26 @@ impl<M: Mailer> Job<'_, M> {
                     RowError::AlreadyExists
                 };
                 let marker = rejected(&err);
-                Ok(store
+                let marker = store
                     .put_rejected_row(import, &marker)
                     .await?
-                    .unwrap_or(marker))
+                    .unwrap_or(marker);
+                Ok(Settled::silent(marker))
             }
             CreateRowUser::Created => {
-                let Some(token) = token else {
-                    return Ok(marker);
-                };
                 let expires_at = user.invite_expires_at.unwrap_or_else(now);
+                let created = |email_sent: bool| {
+                    LifecycleEvent::about(Kind::InvitationCreated, &user, Actor::admin(caller))
+                        .with_time("expires_at", expires_at)
+                        .with("email_sent", email_sent)
+                        .with("import_id", import.to_string())
+                };
+                let Some(token) = token else {
+                    return Ok(Settled {
+                        created: Some(created(false)),
+                        marker,
+                    });
+                };
                 let sent =
                     invite::send_invitation(app, caller, tenant, &user, &token, expires_at).await;
                 let (state, error) = match &sent {
@@ -493,13 +527,16 @@ impl<M: Mailer> Job<'_, M> {
                 let RowOutcome::Invited { user_id, .. } = marker.outcome else {
                     unreachable!("an invited row's marker")
                 };
-                Ok(RowMarker {
-                    outcome: RowOutcome::Invited {
-                        user_id,
-                        mail: state,
-                        mail_error: error.map(str::to_owned),
+                Ok(Settled {
+                    created: Some(created(sent.is_ok())),
+                    marker: RowMarker {
+                        outcome: RowOutcome::Invited {
+                            user_id,
+                            mail: state,
+                            mail_error: error.map(str::to_owned),
+                        },
+                        ..marker
                     },
-                    ..marker
                 })
             }
         }
