@@ -276,8 +276,12 @@ pub async fn emit(publisher: &dyn EventPublisher, events: &[LifecycleEvent]) {
     if events.is_empty() {
         return;
     }
-    for event in events {
-        crate::telemetry::metric(&event.kind.metric(), &[]);
+    // One metric line per kind, not per event: an import's batch announces hundreds.
+    for kind in Kind::ALL {
+        let count = events.iter().filter(|e| e.kind == kind).count() as u64;
+        if count > 0 {
+            crate::telemetry::metric_count(&kind.metric(), &[], count);
+        }
     }
     if let Err(e) = publisher.publish(events).await {
         tracing::warn!(

@@ -26,12 +26,13 @@ fn namespace() -> &'static str {
     })
 }
 
-/// One line of CloudWatch embedded metric format: a count of 1 of `name`, with `dimensions`
-/// (low-cardinality values only: never an address, a token or an id).
+/// One line of CloudWatch embedded metric format: a count of `count` of `name`, with
+/// `dimensions` (low-cardinality values only: never an address, a token or an id).
 pub fn emf_line(
     namespace: &str,
     name: &str,
     dimensions: &[(&str, &str)],
+    count: u64,
     at: chrono::DateTime<chrono::Utc>,
 ) -> String {
     let mut line = serde_json::Map::new();
@@ -49,16 +50,21 @@ pub fn emf_line(
     for (key, value) in dimensions {
         line.insert((*key).into(), serde_json::Value::from(*value));
     }
-    line.insert(name.into(), serde_json::Value::from(1));
+    line.insert(name.into(), serde_json::Value::from(count));
     serde_json::Value::Object(line).to_string()
 }
 
 /// Counts one business event in CloudWatch: Lambda's log agent turns this stdout line into
 /// the metric `name` (no API call, no permission, no latency).
 pub fn metric(name: &str, dimensions: &[(&str, &str)]) {
+    metric_count(name, dimensions, 1);
+}
+
+/// Counts `count` events in one line (an import's batch is one line, not hundreds).
+pub fn metric_count(name: &str, dimensions: &[(&str, &str)], count: u64) {
     println!(
         "{}",
-        emf_line(namespace(), name, dimensions, chrono::Utc::now())
+        emf_line(namespace(), name, dimensions, count, chrono::Utc::now())
     );
 }
 
@@ -67,7 +73,13 @@ mod tests {
     #[test]
     fn an_emf_line_declares_its_metric_and_carries_its_value_and_dimensions() {
         let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let line = super::emf_line("Latchkey", "InvitationCreated", &[("Tenant", "acme")], at);
+        let line = super::emf_line(
+            "Latchkey",
+            "InvitationCreated",
+            &[("Tenant", "acme")],
+            1,
+            at,
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_800_000_000_000u64);
         let m = &v["_aws"]["CloudWatchMetrics"][0];
@@ -77,5 +89,13 @@ mod tests {
         assert_eq!(v["Tenant"], "acme");
         assert_eq!(v["InvitationCreated"], 1);
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn an_emf_line_carries_a_count_of_many_events() {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let line = super::emf_line("Latchkey", "InvitationCreated", &[], 500, at);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["InvitationCreated"], 500);
     }
 }
