@@ -422,3 +422,23 @@ impl Api {
         .await
     }
 }
+
+/// The lifecycle events published about `tenant` (archived on moto), oldest first; waits up
+/// to 5 s for at least `expected` of them.
+pub async fn events_of(stack: &TestStack, tenant: &str, expected: usize) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = latchkey_local::lifecycle::published(&http, stack.moto_url())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["detail"]["tenant"] == tenant)
+            .collect();
+        if found.len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    found
+}

@@ -4,28 +4,8 @@
 
 use std::time::Duration;
 
-use latchkey_local::lifecycle;
 use latchkey_tests::*;
 use serde_json::{Value, json};
-
-/// The events published about `tenant`, oldest first (waits briefly for `expected`).
-async fn events_of(stack: &TestStack, tenant: &str, expected: usize) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut found = Vec::new();
-    for _ in 0..30 {
-        found = lifecycle::published(&http, stack.moto_url())
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e["detail"]["tenant"] == tenant)
-            .collect();
-        if found.len() >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    found
-}
 
 fn types(events: &[Value]) -> Vec<&str> {
     events
