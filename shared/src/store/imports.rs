@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::items::{EmailItem, UserItem, keys, rfc3339};
-use super::{ConditionalError, Store, StoreError, User, av};
+use super::{ConditionalError, Store, StoreError, User, av, decode, encode};
 use crate::csv_rows::{Columns, Position};
 use crate::domain::{ImportId, TenantId, UserId};
 
@@ -174,16 +174,15 @@ impl Store {
     pub async fn create_import(&self, import: &Import) -> Result<(), StoreError> {
         const OPERATION: &str = "create_import";
         let (pk, sk) = keys::import(&import.id);
-        let item = serde_dynamo::to_item(ImportItem {
-            pk,
-            sk,
-            ttl: retention_ttl(import.created_at),
-            import: import.clone(),
-        })
-        .map_err(|source| StoreError::Mapping {
-            operation: OPERATION,
-            source,
-        })?;
+        let item = encode(
+            OPERATION,
+            ImportItem {
+                pk,
+                sk,
+                ttl: retention_ttl(import.created_at),
+                import: import.clone(),
+            },
+        )?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -199,14 +198,7 @@ impl Store {
         const OPERATION: &str = "get_import";
         self.get(OPERATION, keys::import(id))
             .await?
-            .map(|item| {
-                serde_dynamo::from_item::<_, ImportItem>(item)
-                    .map(|i| i.import)
-                    .map_err(|source| StoreError::Mapping {
-                        operation: OPERATION,
-                        source,
-                    })
-            })
+            .map(|item| decode::<ImportItem>(OPERATION, item).map(|i| i.import))
             .transpose()
     }
 
@@ -243,12 +235,7 @@ impl Store {
         match result {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
-                let item: ImportItem =
-                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
-                        operation: OPERATION,
-                        source,
-                    })?;
-                Ok(Some(item.import))
+                Ok(Some(decode::<ImportItem>(OPERATION, item)?.import))
             }
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
             Err(e) => Err(StoreError::sdk(OPERATION, e)),
@@ -448,12 +435,7 @@ impl Store {
         marker: &RowMarker,
     ) -> Result<Option<RowMarker>, StoreError> {
         const OPERATION: &str = "put_rejected_row";
-        let item = serde_dynamo::to_item(self.row_item(import, marker)).map_err(|source| {
-            StoreError::Mapping {
-                operation: OPERATION,
-                source,
-            }
-        })?;
+        let item = encode(OPERATION, self.row_item(import, marker))?;
         let result = self
             .client
             .put_item()
@@ -479,14 +461,7 @@ impl Store {
         const OPERATION: &str = "get_row";
         self.get(OPERATION, keys::import_row(import, line))
             .await?
-            .map(|item| {
-                serde_dynamo::from_item::<_, RowItem>(item)
-                    .map(|i| i.row)
-                    .map_err(|source| StoreError::Mapping {
-                        operation: OPERATION,
-                        source,
-                    })
-            })
+            .map(|item| decode::<RowItem>(OPERATION, item).map(|i| i.row))
             .transpose()
     }
 

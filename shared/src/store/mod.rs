@@ -144,6 +144,22 @@ pub(crate) fn av(s: impl Into<String>) -> AttributeValue {
     AttributeValue::S(s.into())
 }
 
+/// An item in its typed form; a mismatch is a [`StoreError::Mapping`] of `operation`.
+fn decode<T: serde::de::DeserializeOwned>(
+    operation: &'static str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { operation, source })
+}
+
+/// A typed value as an item; a failure is a [`StoreError::Mapping`] of `operation`.
+fn encode<T: serde::Serialize>(
+    operation: &'static str,
+    value: T,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(value).map_err(|source| StoreError::Mapping { operation, source })
+}
+
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
