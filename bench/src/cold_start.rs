@@ -2,19 +2,25 @@
 //! /2018-06-01/runtime/invocation/next` on a runtime-API stub, for every function and for
 //! `hello-lambda` (lambda_runtime's hello world, same profile); binary sizes too.
 //!
-//! A function's init is what Lambda bills as init: it reads its config, builds the SDK
-//! clients and fetches the signing secret from Secrets Manager (moto here, on loopback), so
-//! that fetch is inside the figure, as it is in AWS.
+//! A function reads its config before that first poll and builds its clients and fetches the
+//! signing secret beside it (`latchkey::app::Warm`), so the poll alone would hide that work:
+//! HTTP functions are therefore also handed one probe request, and its answer is timed.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use latchkey_local::stack::prepare;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::ctx::Ctx;
 
@@ -25,7 +31,10 @@ struct Binary {
     name: String,
     env: Vec<(String, String)>,
     size: u64,
-    times: Vec<Duration>,
+    /// The first event it is given: HTTP functions (and the hello world) get [`PROBE_EVENT`].
+    event: Option<&'static str>,
+    polls: Vec<Duration>,
+    answers: Vec<Duration>,
 }
 
 pub async fn run(ctx: &Ctx) -> Result<String> {
@@ -46,7 +55,9 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
         name: HELLO.to_owned(),
         env: Vec::new(),
         size: size(&ctx.bin_dir.join(HELLO))?,
-        times: Vec::new(),
+        event: Some(PROBE_EVENT),
+        polls: Vec::new(),
+        answers: Vec::new(),
     }];
     let mut missing = Vec::new();
     for function in &ctx.template.functions {
@@ -61,42 +72,62 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
             name: function.binary.clone(),
             size: size(&ctx.bin_dir.join(&function.binary))?,
             env,
-            times: Vec::new(),
+            event: (!function.routes.is_empty()).then_some(PROBE_EVENT),
+            polls: Vec::new(),
+            answers: Vec::new(),
         });
     }
     // One warm-up exec each (page cache, moto's first answer), then rounds over all
     // binaries, so drift on this shared machine hits them alike.
     for binary in &binaries {
-        time_to_first_poll(&ctx.bin_dir.join(&binary.name), &binary.name, &binary.env).await?;
+        cold_start(
+            &ctx.bin_dir.join(&binary.name),
+            &binary.name,
+            &binary.env,
+            binary.event,
+        )
+        .await?;
     }
     for _ in 0..runs {
         for binary in &mut binaries {
-            let t = time_to_first_poll(&ctx.bin_dir.join(&binary.name), &binary.name, &binary.env)
-                .await?;
-            binary.times.push(t);
+            let start = cold_start(
+                &ctx.bin_dir.join(&binary.name),
+                &binary.name,
+                &binary.env,
+                binary.event,
+            )
+            .await?;
+            binary.polls.push(start.poll);
+            binary.answers.extend(start.answer);
         }
     }
-    let hello = median(&mut binaries[0].times.clone());
+    let hello = median(&mut binaries[0].polls.clone());
+    let hello_answer = median(&mut binaries[0].answers.clone());
     let hello_size = binaries[0].size;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Time from exec to the first `GET /2018-06-01/runtime/invocation/next`, median of \
-         {runs} cold starts per binary (after one warm-up exec), binaries from `{}` \
+        "Time from exec to the first `GET /2018-06-01/runtime/invocation/next` (first poll), \
+         median of {runs} cold starts per binary (after one warm-up exec), binaries from `{}` \
          (`cargo build --release`: the workspace's release profile, thin LTO, one codegen \
-         unit, stripped). The runtime API is a stub that notes the first request and \
-         kills the process. The functions get the environment the local stack gives them \
-         and fetch the signing secret from Secrets Manager on moto during init; \
-         `hello-lambda` is lambda_runtime's echo function. Target: at most {TARGET_RATIO}× \
-         the hello world.\n",
+         unit, stripped). The runtime API is a stub on loopback. `hello-lambda` is \
+         lambda_runtime's echo function. The functions get the environment the local stack \
+         gives them; they read and check their config before the first poll, and build their \
+         SDK clients and fetch the signing secret (from Secrets Manager on moto) on a task of \
+         their own beside it (`latchkey::app::Warm`). So the table also times the first \
+         answer: each HTTP function (and the hello world) is handed one unauthenticated \
+         `GET` as its first event, which it can only answer once that init is done. Target: \
+         first poll at most {TARGET_RATIO}× the hello world.\n",
         ctx.bin_dir.display()
     );
-    out.push_str("| binary | median | p90 | min | × hello | size | × hello size |\n");
-    out.push_str("|---|---|---|---|---|---|---|\n");
+    out.push_str(
+        "| binary | first poll, median | p90 | min | × hello | first answer, median | × hello | size | × hello size |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let mut worst: Option<(String, f64)> = None;
     let mut within = 0;
     for binary in &binaries {
-        let mut times = binary.times.clone();
+        let mut times = binary.polls.clone();
         let med = median(&mut times);
         let ratio = med.as_secs_f64() / hello.as_secs_f64();
         if binary.name != HELLO {
@@ -107,9 +138,19 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
                 worst = Some((binary.name.clone(), ratio));
             }
         }
+        let answer = if binary.answers.is_empty() {
+            "— | —".to_owned()
+        } else {
+            let answer = median(&mut binary.answers.clone());
+            format!(
+                "{} | {:.2}×",
+                ms(answer),
+                answer.as_secs_f64() / hello_answer.as_secs_f64()
+            )
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {:.2}× | {:.1} MiB | {:.2}× |",
+            "| `{}` | {} | {} | {} | {:.2}× | {answer} | {:.1} MiB | {:.2}× |",
             binary.name,
             ms(med),
             ms(percentile(&times, 0.9)),
@@ -132,7 +173,8 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
         let _ = writeln!(
             out,
             "\n{within} of {functions} functions start within {TARGET_RATIO}× the hello world; \
-             the slowest, `{name}`, takes {ratio:.2}×."
+             the slowest, `{name}`, takes {ratio:.2}×. Functions without routes get no \
+             first event (—): their events do real work."
         );
     }
     Ok(out)
@@ -144,8 +186,122 @@ fn size(path: &Path) -> Result<u64> {
         .len())
 }
 
-/// Execs `path` against a fresh runtime-API stub and times its first request.
-async fn time_to_first_poll(path: &Path, name: &str, env: &[(String, String)]) -> Result<Duration> {
+/// The probe each HTTP function answers first: no credentials, so any function can answer it
+/// (401 or 404) without touching the table, but only once its init is done.
+const PROBE_EVENT: &str = r#"{"version":"2.0","routeKey":"$default","rawPath":"/v1/cold-start-probe",
+"rawQueryString":"","headers":{"host":"127.0.0.1:9000","accept":"application/json"},
+"requestContext":{"accountId":"000000000000","apiId":"bench","domainName":"127.0.0.1",
+"domainPrefix":"bench","http":{"method":"GET","path":"/v1/cold-start-probe","protocol":"HTTP/1.1",
+"sourceIp":"127.0.0.1","userAgent":"latchkey-bench"},"requestId":"cold-start-probe",
+"routeKey":"$default","stage":"$default","time":"01/Jan/2026:00:00:00 +0000","timeEpoch":0},
+"isBase64Encoded":false}"#;
+
+/// One cold start: when the instance first polled, and when it answered its first event
+/// (`None` when no event was given).
+struct ColdStart {
+    poll: Duration,
+    answer: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Seen {
+    poll: Option<Duration>,
+    answer: Option<Result<Duration, String>>,
+}
+
+#[derive(Clone)]
+struct Stub {
+    started: Instant,
+    event: Option<&'static str>,
+    seen: Arc<Mutex<Seen>>,
+    changed: Arc<Notify>,
+}
+
+impl Stub {
+    fn note(&self, f: impl FnOnce(&mut Seen)) {
+        f(&mut self.seen.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed.notify_one();
+    }
+}
+
+/// The runtime API, as far as a first invocation needs: the first `next` gets `event` (or
+/// nothing, ever), and the answer is timed.
+fn stub_api(stub: Stub) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(stub_next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(stub_response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(stub_error),
+        )
+        .route("/2018-06-01/runtime/init/error", post(stub_error))
+        .with_state(stub)
+}
+
+async fn stub_next(State(stub): State<Stub>) -> Response {
+    let elapsed = stub.started.elapsed();
+    let mut first = false;
+    stub.note(|seen| {
+        first = seen.poll.is_none();
+        seen.poll.get_or_insert(elapsed);
+    });
+    match stub.event {
+        Some(event) if first => {
+            let deadline = SystemTime::now() + Duration::from_secs(30);
+            let deadline_ms = deadline
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+                .to_string();
+            (
+                [
+                    ("content-type", "application/json".to_owned()),
+                    ("lambda-runtime-aws-request-id", "cold-start-1".to_owned()),
+                    ("lambda-runtime-deadline-ms", deadline_ms),
+                    (
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:us-east-1:000000000000:function:bench".to_owned(),
+                    ),
+                    (
+                        "lambda-runtime-trace-id",
+                        "Root=1-00000000-000000000000000000000000".to_owned(),
+                    ),
+                ],
+                event,
+            )
+                .into_response()
+        }
+        // No (further) work: hold the poll open, as Lambda does, until the process is killed.
+        _ => std::future::pending().await,
+    }
+}
+
+async fn stub_response(State(stub): State<Stub>) -> StatusCode {
+    let elapsed = stub.started.elapsed();
+    stub.note(|seen| {
+        seen.answer.get_or_insert(Ok(elapsed));
+    });
+    StatusCode::ACCEPTED
+}
+
+async fn stub_error(State(stub): State<Stub>, body: String) -> StatusCode {
+    stub.note(|seen| {
+        seen.answer.get_or_insert(Err(body));
+    });
+    StatusCode::ACCEPTED
+}
+
+/// Execs `path` against a fresh runtime-API stub; times its first poll and, with `event`,
+/// its answer to that event.
+async fn cold_start(
+    path: &Path,
+    name: &str,
+    env: &[(String, String)],
+    event: Option<&'static str>,
+) -> Result<ColdStart> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let mut cmd = tokio::process::Command::new(path);
@@ -161,26 +317,53 @@ async fn time_to_first_poll(path: &Path, name: &str, env: &[(String, String)]) -
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
+    let stub = Stub {
+        started: Instant::now(),
+        event,
+        seen: Arc::default(),
+        changed: Arc::default(),
+    };
+    let server = tokio::spawn(axum::serve(listener, stub_api(stub.clone())).into_future());
     let started = Instant::now();
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", path.display()))?;
-    let first = async {
-        let (stream, _) = listener.accept().await?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await?;
-        Ok::<_, std::io::Error>((started.elapsed(), line))
+    // The stub's clock started a moment before the exec; take that moment off.
+    let offset = started.duration_since(stub.started);
+    let done = async {
+        loop {
+            let changed = stub.changed.notified();
+            {
+                let seen = stub.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let finished = match event {
+                    Some(_) => seen.answer.is_some(),
+                    None => seen.poll.is_some(),
+                };
+                if finished {
+                    return (seen.poll, seen.answer.clone());
+                }
+            }
+            changed.await;
+        }
     };
-    let outcome = tokio::time::timeout(Duration::from_secs(30), first).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), done).await;
     let _ = child.kill().await;
-    let (elapsed, line) = match outcome {
-        Ok(result) => result.with_context(|| format!("{name}: reading its first request"))?,
-        Err(_) => bail!("{name} made no runtime API request within 30 s"),
+    server.abort();
+    let Ok((poll, answer)) = outcome else {
+        bail!("{name} did not finish its cold start within 30 s");
     };
-    if !line.starts_with("GET /2018-06-01/runtime/invocation/next") {
-        bail!("{name}'s first runtime API request was {line:?} (an init error?)");
-    }
-    Ok(elapsed)
+    let answer = match answer {
+        None => None,
+        Some(Ok(at)) => Some(at - offset),
+        Some(Err(body)) => bail!("{name} reported an error to the runtime API: {body}"),
+    };
+    let Some(poll) = poll else {
+        bail!("{name} answered without polling");
+    };
+    Ok(ColdStart {
+        poll: poll - offset,
+        answer,
+    })
 }
 
 fn median(times: &mut [Duration]) -> Duration {

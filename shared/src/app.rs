@@ -1,6 +1,17 @@
-//! What a function builds once at cold start: typed config, AWS clients, keys.
+//! What a function builds once per instance: typed config, AWS clients, keys.
+//!
+//! Config is read before the runtime starts, so a missing variable still fails the cold
+//! start with its name. The rest (SDK set-up, the Secrets Manager round trip) runs in a
+//! [`Warm`] cell beside the runtime's first poll instead of before it: the instance is ready
+//! to be handed its first event sooner, and the first event waits only for what is left.
 
-use aws_config::BehaviorVersion;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use crate::config::{Config, ConfigError};
 use crate::events::{EventBridgePublisher, EventPublisher};
@@ -25,27 +36,28 @@ pub enum InitError {
     Secret(#[from] SecretError),
 }
 
+/// The SDK's shared configuration (region, credentials chain, HTTPS client) from the
+/// environment Lambda gives the function.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
 impl App<SesMailer> {
-    /// Reads the environment, builds the clients and fetches the signing secret, once.
-    pub async fn load() -> Result<Self, InitError> {
-        let config = Config::from_env()?;
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    /// Builds the clients and fetches the signing secret: one network round trip.
+    pub async fn connect(config: Config, sdk: &SdkConfig) -> Result<Self, InitError> {
         let keys = Keys::fetch(
-            &aws_sdk_secretsmanager::Client::new(&sdk),
+            &aws_sdk_secretsmanager::Client::new(sdk),
             &config.jwt_secret_arn,
         )
         .await?;
         let store = Store::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_dynamodb::Client::new(sdk),
             config.table_name.clone(),
         );
-        let mailer = SesMailer::new(
-            aws_sdk_sesv2::Client::new(&sdk),
-            config.sender_email.clone(),
-        )
-        .with_configuration_set(config.ses_configuration_set.clone());
+        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(sdk), config.sender_email.clone())
+            .with_configuration_set(config.ses_configuration_set.clone());
         let events = Box::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
+            aws_sdk_eventbridge::Client::new(sdk),
             config.event_bus.clone(),
         ));
         Ok(Self {
@@ -55,5 +67,153 @@ impl App<SesMailer> {
             keys,
             events,
         })
+    }
+
+    /// [`Self::connect`] with the SDK configuration of the environment.
+    pub async fn build(config: Config) -> Result<Self, InitError> {
+        Self::connect(config, &sdk_config().await).await
+    }
+}
+
+type InitFuture<T> = Pin<Box<dyn Future<Output = Result<T, InitError>> + Send>>;
+
+/// A value built once per instance, starting at cold start on its own task.
+///
+/// [`Warm::start`] spawns the build and returns at once; [`Warm::get`] waits for it. Callers
+/// arriving while it runs share the one build. If it fails (Secrets Manager throttled, say),
+/// the error is logged, the caller gets it, and the next `get` builds again: one bad moment
+/// at cold start does not poison the instance for its whole life.
+pub struct Warm<T> {
+    inner: Arc<WarmInner<T>>,
+}
+
+struct WarmInner<T> {
+    cell: OnceCell<T>,
+    build: Box<dyn Fn() -> InitFuture<T> + Send + Sync>,
+}
+
+impl<T> Clone for Warm<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Warm<T> {
+    /// Starts `build` now, on a task of the current Tokio runtime.
+    pub fn start<F, Fut>(build: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, InitError>> + Send + 'static,
+    {
+        let warm = Self {
+            inner: Arc::new(WarmInner {
+                cell: OnceCell::new(),
+                build: Box::new(move || Box::pin(build())),
+            }),
+        };
+        let early = warm.clone();
+        tokio::spawn(async move {
+            // A failure is logged by `get` and retried by the first event's `get`.
+            let _ = early.get().await;
+        });
+        warm
+    }
+
+    /// The built value, waiting for the build in flight or starting a new one.
+    pub async fn get(&self) -> Result<&T, InitError> {
+        let inner = &*self.inner;
+        inner
+            .cell
+            .get_or_try_init(|| async {
+                let built = (inner.build)()
+                    .instrument(tracing::info_span!("init"))
+                    .await;
+                if let Err(err) = &built {
+                    tracing::error!(error = %err, "init failed; the next event retries it");
+                }
+                built
+            })
+            .await
+    }
+
+    /// For HTTP functions: the built value, or the 503 the caller gets while it cannot be
+    /// built (the detail names no dependency; the log does).
+    pub async fn get_or_unavailable(&self) -> Result<&T, lambda_http::Response<lambda_http::Body>> {
+        self.get()
+            .await
+            .map_err(|_| crate::http::problem(&crate::problem::Problem::unavailable()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn counting(
+        failures: usize,
+    ) -> (
+        Arc<AtomicUsize>,
+        impl Fn() -> InitFuture<usize> + Send + Sync + 'static,
+    ) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let build = move || -> InitFuture<usize> {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if n <= failures {
+                    Err(InitError::Secret(SecretError::Empty("test".into())))
+                } else {
+                    Ok(n)
+                }
+            })
+        };
+        (calls, build)
+    }
+
+    #[tokio::test]
+    async fn the_build_starts_before_anyone_asks_for_it() {
+        let (calls, build) = counting(0);
+        let _warm = Warm::start(build);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn callers_arriving_during_the_build_share_it() {
+        let (calls, build) = counting(0);
+        let warm = Warm::start(build);
+        let (a, b, c) = tokio::join!(warm.get(), warm.get(), warm.get());
+        assert_eq!((*a.unwrap(), *b.unwrap(), *c.unwrap()), (1, 1, 1));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_is_retried_by_the_next_caller() {
+        let (calls, build) = counting(1);
+        let warm = Warm::start(build);
+        // The cold-start build fails; this caller either waits for it and then builds
+        // again, or gets its error and the next caller builds again.
+        let first = warm.get().await;
+        let value = match first {
+            Ok(v) => *v,
+            Err(_) => *warm.get().await.expect("the retry succeeds"),
+        };
+        assert_eq!(value, 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(*warm.get().await.unwrap(), 2, "built once, kept");
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_build_answers_a_503_problem() {
+        let (_, build) = counting(usize::MAX);
+        let warm = Warm::start(build);
+        let response = warm.get_or_unavailable().await.err().unwrap();
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
     }
 }

@@ -1,6 +1,7 @@
 //! Latchkey's common crate: the rules of invitation and account recovery, written once.
 //!
-//! Functions are thin: they call [`telemetry::init`], build an [`app::App`] once, and hand one
+//! Functions are thin: they call [`telemetry::init`], read their [`config`], start building an
+//! [`app::App`] once (in an [`app::Warm`] cell, beside the runtime's first poll), and hand one
 //! of the [`ops`] handlers to the Lambda runtime. Everything that decides anything is here.
 
 pub mod app;

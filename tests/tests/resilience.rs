@@ -742,3 +742,34 @@ async fn forgot_password_during_each_ses_outage_still_answers_202_and_works_once
     assert_eq!(reset.status, 200, "{}", reset.text);
     api.token(&tenant, &email, "a brand new passphrase").await;
 }
+
+/// The signing secret is fetched beside the runtime's first poll, not before it; while it
+/// cannot be read, each request gets a clear 503, and the first request after it appears is
+/// served by the same instances, with no restart.
+#[tokio::test]
+async fn requests_while_the_signing_secret_cannot_be_read_answer_503_until_it_can() {
+    let secret = unique("late-secret");
+    let stack = TestStack::builder()
+        .env("JWT_SECRET_ARN", secret.as_str())
+        .bootstrap(false)
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+
+    let before = api.sign_in("admin", "nobody@example.com", PASSWORD).await;
+    assert_unavailable(&before);
+
+    stack
+        .aws()
+        .secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string(unique("a-signing-secret-of-enough-length"))
+        .send()
+        .await
+        .unwrap();
+    let after = api.sign_in("admin", "nobody@example.com", PASSWORD).await;
+    assert_clear_answer(&after);
+    assert_eq!(after.status, 401, "{}", after.text);
+}

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use latchkey::app::App;
+use latchkey::app::{App, Warm};
+use latchkey::config::Config;
 use latchkey::ops::bootstrap::{self, BootstrapAdmin};
 use serde_json::Value;
 
@@ -12,10 +13,14 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let admin = Arc::new(BootstrapAdmin::from_env()?);
-    let app = Arc::new(App::load().await?);
+    let config = Config::from_env()?;
+    let app = Warm::start(move || App::build(config.clone()));
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
-        let (app, admin) = (Arc::clone(&app), Arc::clone(&admin));
-        async move { Ok::<_, Error>(serde_json::to_value(bootstrap::run(&app, &admin).await?)?) }
+        let (app, admin) = (app.clone(), Arc::clone(&admin));
+        async move {
+            let report = bootstrap::run(app.get().await?, &admin).await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        }
     }))
     .await
 }

@@ -2,34 +2,39 @@
 //! by its own continuation event. The rules live in `latchkey::ops::csv_import`; this binary
 //! only wires them to the runtime.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use latchkey::app::App;
-use latchkey::config::ImportConfig;
+use latchkey::app::{self, App, Warm};
+use latchkey::config::{Config, ImportConfig};
 use latchkey::ops::csv_import::{self, Continuation, ImportEvent, Importer};
 use latchkey::uploads::Uploads;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
-    let config = ImportConfig::from_env()?;
+    let config = Config::from_env()?;
+    let import_config = ImportConfig::from_env()?;
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .map_err(|_| "AWS_LAMBDA_FUNCTION_NAME is not set (the Lambda runtime sets it)")?;
-    let app = App::load().await?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let importer = Arc::new(Importer {
-        uploads: Uploads::new(&sdk, config.bucket.clone()),
-        continuation: Some(Continuation {
-            client: aws_sdk_lambda::Client::new(&sdk),
-            function_name,
-        }),
-        app,
-        config,
+    let importer = Warm::start(move || {
+        let (config, import_config) = (config.clone(), import_config.clone());
+        let function_name = function_name.clone();
+        async move {
+            let sdk = app::sdk_config().await;
+            Ok(Importer {
+                uploads: Uploads::new(&sdk, import_config.bucket.clone()),
+                continuation: Some(Continuation {
+                    client: aws_sdk_lambda::Client::new(&sdk),
+                    function_name,
+                }),
+                app: App::connect(config, &sdk).await?,
+                config: import_config,
+            })
+        }
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ImportEvent>| {
-        let importer = Arc::clone(&importer);
+        let importer = importer.clone();
         async move {
             // The runtime gives the deadline as wall-clock time; the work loop uses a monotonic one.
             let left = event
@@ -39,7 +44,7 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or(Duration::ZERO);
             let deadline = Instant::now() + left;
             let outcomes = csv_import::handle(
-                &importer,
+                importer.get().await?,
                 event.payload,
                 &event.context.request_id,
                 deadline,

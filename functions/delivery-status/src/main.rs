@@ -3,6 +3,7 @@
 //! user. It needs only the table: no secret, no mail client.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use latchkey::app::{self, Warm};
 use latchkey::config;
 use latchkey::ops::delivery;
 use latchkey::store::Store;
@@ -12,17 +13,20 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let table = config::table_name()?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let store = &*Box::leak(Box::new(Store::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-    )));
+    let store = Warm::start(move || {
+        let table = table.clone();
+        async move {
+            let sdk = app::sdk_config().await;
+            Ok(Store::new(aws_sdk_dynamodb::Client::new(&sdk), table))
+        }
+    });
     // Any JSON is a `Value`: a malformed event reaches the rules, which log and skip it.
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let report = delivery::handle(store, &event.payload).await?;
-        Ok::<_, Error>(serde_json::to_value(report)?)
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let store = store.clone();
+        async move {
+            let report = delivery::handle(store.get().await?, &event.payload).await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        }
     }))
     .await
 }

@@ -4,28 +4,37 @@
 //! wires them to the runtime.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
-use latchkey::app::App;
-use latchkey::config::ImportConfig;
+use latchkey::app::{self, App, Warm};
+use latchkey::config::{Config, ImportConfig};
 use latchkey::lambda_http::{self, Error, service_fn};
-use latchkey::ops::imports::Imports;
+use latchkey::ops::imports::{self, Imports};
 use latchkey::uploads::Uploads;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
-    let config = ImportConfig::from_env()?;
-    let app = App::load().await?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let imports = Arc::new(Imports {
-        uploads: Uploads::new(&sdk, config.bucket.clone()),
-        app,
-        config,
+    let config = Config::from_env()?;
+    let import_config = ImportConfig::from_env()?;
+    let imports = Warm::start(move || {
+        let (config, import_config) = (config.clone(), import_config.clone());
+        async move {
+            let sdk = app::sdk_config().await;
+            Ok(Imports {
+                uploads: Uploads::new(&sdk, import_config.bucket.clone()),
+                app: App::connect(config, &sdk).await?,
+                config: import_config,
+            })
+        }
     });
     lambda_http::run(service_fn(move |req| {
-        let imports = Arc::clone(&imports);
-        async move { Ok::<_, Infallible>(latchkey::ops::imports::handle(&imports, req).await) }
+        let imports = imports.clone();
+        async move {
+            Ok::<_, Infallible>(match imports.get_or_unavailable().await {
+                Ok(imports) => imports::handle(imports, req).await,
+                Err(unavailable) => unavailable,
+            })
+        }
     }))
     .await
 }

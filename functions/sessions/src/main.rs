@@ -2,18 +2,25 @@
 //! The rules live in `latchkey::ops::sessions`; this binary only wires them to the runtime.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
-use latchkey::app::App;
+use latchkey::app::{App, Warm};
+use latchkey::config::Config;
 use latchkey::lambda_http::{self, Error, service_fn};
+use latchkey::ops::sessions;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
-    let app = Arc::new(App::load().await?);
+    let config = Config::from_env()?;
+    let app = Warm::start(move || App::build(config.clone()));
     lambda_http::run(service_fn(move |req| {
-        let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(latchkey::ops::sessions::handle(&app, req).await) }
+        let app = app.clone();
+        async move {
+            Ok::<_, Infallible>(match app.get_or_unavailable().await {
+                Ok(app) => sessions::handle(app, req).await,
+                Err(unavailable) => unavailable,
+            })
+        }
     }))
     .await
 }
