@@ -77,10 +77,11 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let candidate = body.password.clone();
     let stored = stored_hash.map(str::to_owned);
-    let verified =
-        tokio::task::spawn_blocking(move || password::verify(&candidate, stored.as_deref()))
-            .await
-            .map_err(|_| Problem::internal())?;
+    let (verified, hash_cpu) = tokio::task::spawn_blocking(move || {
+        password::verify_measured(&candidate, stored.as_deref())
+    })
+    .await
+    .map_err(|_| Problem::internal())?;
     let user = match user {
         Some(u)
             if verified && u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref() =>
@@ -109,7 +110,12 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         tracing::error!(error = %e, "session issue failed");
         Problem::internal()
     })?;
-    tracing::info!(tenant = %user.tenant, user_id = %user.id, "signed in");
+    tracing::info!(
+        tenant = %user.tenant,
+        user_id = %user.id,
+        hash_cpu_us = hash_cpu.as_micros() as u64,
+        "signed in"
+    );
     Ok(http::json(
         200,
         &SignedIn {
