@@ -33,5 +33,5 @@ test:
 BENCH_TARGET := target/bench
 bench: install
 	cargo build --release --workspace --bins --target-dir $(BENCH_TARGET)
-	BENCH_COMMAND="$(if $(BENCH_CSV_ROWS),BENCH_CSV_ROWS=$(BENCH_CSV_ROWS) )make bench $(BENCH_ARGS)" LATCHKEY_LOG_FILE=$(BENCH_TARGET)/functions.log \
+	BENCH_COMMAND="$(if $(BENCH_CSV_ROWS),BENCH_CSV_ROWS=$(BENCH_CSV_ROWS) )$(if $(BENCH_CSV_SDK_ROWS),BENCH_CSV_SDK_ROWS=$(BENCH_CSV_SDK_ROWS) )make bench $(BENCH_ARGS)" LATCHKEY_LOG_FILE=$(BENCH_TARGET)/functions.log \
 	  $(BENCH_TARGET)/release/latchkey-bench $(BENCH_ARGS)

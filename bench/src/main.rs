@@ -56,6 +56,7 @@ environment:
   BENCH_LOAD_N            invites and sign-ins under load (default 200 each)
   BENCH_LOAD_CONCURRENCY  requests in flight under load (default 4)
   BENCH_CSV_ROWS          rows per imported file, comma-separated (default 100000,1000000)
+  BENCH_CSV_SDK_ROWS      largest file the bare SDK loop also writes (default: every file)
   BENCH_COMMAND           the command recorded in the report (make bench sets it)
   LATCHKEY_BIN_DIR        the release binaries (default: this binary's folder)";
 
