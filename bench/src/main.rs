@@ -120,6 +120,7 @@ async fn run(names: Vec<String>, out: Option<std::path::PathBuf>) -> Result<bool
     let ctx = Ctx::start().await?;
     let out = out.unwrap_or_else(|| ctx.paths.root.join("BENCHMARKS.md"));
     let header = report::header(&ctx.paths.root);
+    let source = report::Source::capture(&ctx.paths.root);
     println!("{header}");
     let mut all_ok = true;
     for name in &names {
@@ -143,7 +144,8 @@ async fn run(names: Vec<String>, out: Option<std::path::PathBuf>) -> Result<bool
                 if let Ok(text) = std::fs::read_to_string(&notes) {
                     body = format!("{}\n\n{}", body.trim_end(), text.trim_end());
                 }
-                let section = report::section(name, title, &ctx.paths.root, &ctx.bin_dir, &body);
+                let section =
+                    report::section(name, title, &source, &ctx.paths.root, &ctx.bin_dir, &body);
                 println!("{body}");
                 println!(
                     "== {name}: done in {:.1} s\n",

@@ -65,25 +65,46 @@ pub fn header(root: &Path) -> String {
     out
 }
 
+/// The commit the run measures, read when it starts: the binaries were just built from the
+/// tree as it was then, and edits made while a long run goes on must not be credited to it.
+pub struct Source {
+    commit: String,
+    dirty: bool,
+}
+
+impl Source {
+    pub fn capture(root: &Path) -> Self {
+        let commit = run(root, "git", &["rev-parse", "--short=12", "HEAD"])
+            .unwrap_or_else(|| "unknown".into());
+        let dirty = run(
+            root,
+            "git",
+            &["status", "--porcelain", "--untracked-files=no"],
+        )
+        .is_some_and(|s| !s.is_empty());
+        Self { commit, dirty }
+    }
+}
+
 /// One benchmark's section: title, when and at which commit, then its figures.
-pub fn section(name: &str, title: &str, root: &Path, bin_dir: &Path, body: &str) -> String {
+pub fn section(
+    name: &str,
+    title: &str,
+    source: &Source,
+    root: &Path,
+    bin_dir: &Path,
+    body: &str,
+) -> String {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let commit =
-        run(root, "git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = run(
-        root,
-        "git",
-        &["status", "--porcelain", "--untracked-files=no"],
-    )
-    .is_some_and(|s| !s.is_empty());
-    let dirty = if dirty {
+    let dirty = if source.dirty {
         " (with uncommitted changes)"
     } else {
         ""
     };
     format!(
-        "<!-- bench:{name} -->\n## {title}\n\n_Measured {date} at commit `{commit}`{dirty}; \
+        "<!-- bench:{name} -->\n## {title}\n\n_Measured {date} at commit `{}`{dirty}; \
          `latchkey-bench {name}`; binaries from `{}`._\n\n{}\n<!-- /bench:{name} -->\n",
+        source.commit,
         bin_dir.strip_prefix(root).unwrap_or(bin_dir).display(),
         body.trim_end()
     )
