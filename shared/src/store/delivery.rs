@@ -3,7 +3,7 @@
 use aws_sdk_dynamodb::error::SdkError;
 
 use super::items::{Delivery, keys};
-use super::{Store, StoreError, av};
+use super::{Store, StoreError, av, encode_value};
 use crate::domain::{Email, UserId};
 
 impl Store {
@@ -22,11 +22,7 @@ impl Store {
             .seq
             .clone()
             .ok_or_else(|| StoreError::build(OPERATION, "an SES outcome needs its seq"))?;
-        let value =
-            serde_dynamo::to_attribute_value(delivery).map_err(|source| StoreError::Mapping {
-                operation: OPERATION,
-                source,
-            })?;
+        let value = encode_value(OPERATION, delivery)?;
         let (pk, sk) = keys::user(id);
         let out = self
             .client

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::items::{EmailItem, UserItem, keys, rfc3339};
-use super::{ConditionalError, Store, StoreError, User, av, decode, encode};
+use super::{ConditionalError, Store, StoreError, User, av, decode, encode, encode_value};
 use crate::csv_rows::{Columns, Position};
 use crate::domain::{ImportId, TenantId, UserId};
 
@@ -258,10 +258,6 @@ impl Store {
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const OPERATION: &str = "checkpoint_import";
-        let map = |source| StoreError::Mapping {
-            operation: OPERATION,
-            source,
-        };
         let (pk, sk) = keys::import(id);
         let mut request = self
             .client
@@ -277,8 +273,8 @@ impl Store {
             // `total` is a reserved word, `counts` nearly so.
             .expression_attribute_names("#counts", "counts")
             .expression_attribute_names("#total", "total")
-            .expression_attribute_values(":c", serde_dynamo::to_attribute_value(next).map_err(map)?)
-            .expression_attribute_values(":e", serde_dynamo::to_attribute_value(errors).map_err(map)?)
+            .expression_attribute_values(":c", encode_value(OPERATION, next)?)
+            .expression_attribute_values(":e", encode_value(OPERATION, errors)?)
             .expression_attribute_values(":none", AttributeValue::L(vec![]))
             .expression_attribute_values(":until", num(lease_until.timestamp()))
             .expression_attribute_values(":owner", av(owner))
@@ -386,26 +382,22 @@ impl Store {
         marker: &RowMarker,
     ) -> Result<CreateRowUser, StoreError> {
         const OPERATION: &str = "create_row_user";
-        let map = |source| StoreError::Mapping {
-            operation: OPERATION,
-            source,
-        };
         let mut claim = EmailItem::new(&user.email, &user.id, &user.tenant);
         claim.import = Some(import.clone());
         let items = vec![
             self.put(
                 OPERATION,
-                serde_dynamo::to_item(self.row_item(import, marker)).map_err(map)?,
+                encode(OPERATION, self.row_item(import, marker))?,
                 Some("attribute_not_exists(PK)"),
             )?,
             self.put(
                 OPERATION,
-                serde_dynamo::to_item(claim).map_err(map)?,
+                encode(OPERATION, claim)?,
                 Some("attribute_not_exists(PK)"),
             )?,
             self.put(
                 OPERATION,
-                serde_dynamo::to_item(UserItem::new(user.clone())).map_err(map)?,
+                encode(OPERATION, UserItem::new(user.clone()))?,
                 Some("attribute_not_exists(PK)"),
             )?,
         ];
@@ -419,9 +411,8 @@ impl Store {
                 }
                 let claim = self.get(OPERATION, keys::email(&user.email)).await?;
                 let same_import = claim
-                    .map(serde_dynamo::from_item::<_, EmailItem>)
-                    .transpose()
-                    .map_err(map)?
+                    .map(|item| decode::<EmailItem>(OPERATION, item))
+                    .transpose()?
                     .is_some_and(|c| c.import.as_ref() == Some(import));
                 Ok(CreateRowUser::EmailTaken { same_import })
             }
@@ -476,10 +467,6 @@ impl Store {
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
         const OPERATION: &str = "set_row_mail";
-        let map = |source| StoreError::Mapping {
-            operation: OPERATION,
-            source,
-        };
         let (pk, sk) = keys::import_row(import, line);
         let mut request = self
             .client
@@ -490,11 +477,8 @@ impl Store {
             .condition_expression("#outcome.#mail = :from")
             .expression_attribute_names("#outcome", "outcome")
             .expression_attribute_names("#mail", "mail")
-            .expression_attribute_values(
-                ":from",
-                serde_dynamo::to_attribute_value(from).map_err(map)?,
-            )
-            .expression_attribute_values(":to", serde_dynamo::to_attribute_value(to).map_err(map)?);
+            .expression_attribute_values(":from", encode_value(OPERATION, from)?)
+            .expression_attribute_values(":to", encode_value(OPERATION, to)?);
         request = match error {
             Some(error) => request
                 .update_expression("SET #outcome.#mail = :to, #outcome.mail_error = :error")
@@ -538,12 +522,8 @@ impl Store {
         let rows = out
             .items()
             .iter()
-            .map(|item| serde_dynamo::from_item::<_, RowItem>(item.clone()).map(|i| i.row))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StoreError::Mapping {
-                operation: OPERATION,
-                source,
-            })?;
+            .map(|item| decode::<RowItem>(OPERATION, item.clone()).map(|i| i.row))
+            .collect::<Result<Vec<_>, _>>()?;
         let next = out
             .last_evaluated_key
             .is_some()

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::items::{self, AuditEvent, AuditItem, LinkVia, keys};
-use super::{ConditionalError, Page, Store, StoreError, User, Write, av};
+use super::{ConditionalError, Page, Store, StoreError, User, Write, av, decode, encode};
 use crate::domain::{Role, TenantId, UserId, UserStatus};
 use crate::token::TokenHash;
 
@@ -52,8 +52,7 @@ impl Store {
         operation: &'static str,
         event: &AuditEvent,
     ) -> Result<TransactWriteItem, StoreError> {
-        let item = serde_dynamo::to_item(AuditItem::new(event.clone()))
-            .map_err(|source| StoreError::Mapping { operation, source })?;
+        let item = encode(operation, AuditItem::new(event.clone()))?;
         self.put(operation, item, None)
     }
 
@@ -262,12 +261,9 @@ impl Store {
         match out {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
-                let item: items::UserItem =
-                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
-                        operation: "expire_invitation",
-                        source,
-                    })?;
-                Ok(Some(item.user))
+                Ok(Some(
+                    decode::<items::UserItem>("expire_invitation", item)?.user,
+                ))
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(None)

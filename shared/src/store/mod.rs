@@ -160,6 +160,15 @@ fn encode<T: serde::Serialize>(
     serde_dynamo::to_item(value).map_err(|source| StoreError::Mapping { operation, source })
 }
 
+/// A typed value as one attribute (for an update expression's values).
+fn encode_value<T: serde::Serialize>(
+    operation: &'static str,
+    value: T,
+) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value)
+        .map_err(|source| StoreError::Mapping { operation, source })
+}
+
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
@@ -193,14 +202,7 @@ impl Store {
     pub async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         match self.get("get_user", keys::user(id)).await? {
             None => Ok(None),
-            Some(item) => {
-                let item: UserItem =
-                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
-                        operation: "get_user",
-                        source,
-                    })?;
-                Ok(Some(item.user))
-            }
+            Some(item) => Ok(Some(decode::<UserItem>("get_user", item)?.user)),
         }
     }
 
@@ -208,14 +210,7 @@ impl Store {
     pub async fn find_user_id(&self, email: &Email) -> Result<Option<UserId>, StoreError> {
         match self.get("find_user_id", keys::email(email)).await? {
             None => Ok(None),
-            Some(item) => {
-                let item: EmailItem =
-                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
-                        operation: "find_user_id",
-                        source,
-                    })?;
-                Ok(Some(item.user_id))
-            }
+            Some(item) => Ok(Some(decode::<EmailItem>("find_user_id", item)?.user_id)),
         }
     }
 
@@ -235,17 +230,11 @@ impl Store {
         extra: Vec<TransactWriteItem>,
     ) -> Result<(), CreateUserError> {
         const OPERATION: &str = "create_user";
-        let user_item = serde_dynamo::to_item(UserItem::new(user.clone())).map_err(|source| {
-            StoreError::Mapping {
-                operation: OPERATION,
-                source,
-            }
-        })?;
-        let email_item = serde_dynamo::to_item(EmailItem::new(&user.email, &user.id, &user.tenant))
-            .map_err(|source| StoreError::Mapping {
-                operation: OPERATION,
-                source,
-            })?;
+        let user_item = encode(OPERATION, UserItem::new(user.clone()))?;
+        let email_item = encode(
+            OPERATION,
+            EmailItem::new(&user.email, &user.id, &user.tenant),
+        )?;
         let mut items = vec![
             self.put(OPERATION, email_item, Some("attribute_not_exists(PK)"))?,
             self.put(OPERATION, user_item, Some("attribute_not_exists(PK)"))?,
@@ -360,11 +349,7 @@ impl Store {
         clear_last_sent: bool,
     ) -> Result<(), StoreError> {
         let (pk, sk) = keys::user(id);
-        let value =
-            serde_dynamo::to_attribute_value(delivery).map_err(|source| StoreError::Mapping {
-                operation: "record_delivery",
-                source,
-            })?;
+        let value = encode_value("record_delivery", delivery)?;
         let update = if clear_last_sent {
             "SET last_delivery = :d REMOVE last_invite_sent_at"
         } else {
@@ -421,12 +406,7 @@ impl Store {
     }
 
     pub async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
-        let item = serde_dynamo::to_item(TenantItem::new(tenant.clone())).map_err(|source| {
-            StoreError::Mapping {
-                operation: "create_tenant",
-                source,
-            }
-        })?;
+        let item = encode("create_tenant", TenantItem::new(tenant.clone()))?;
         let out = self
             .client
             .put_item()
@@ -447,14 +427,7 @@ impl Store {
     pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         match self.get("get_tenant", keys::tenant(id)).await? {
             None => Ok(None),
-            Some(item) => {
-                let item: TenantItem =
-                    serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
-                        operation: "get_tenant",
-                        source,
-                    })?;
-                Ok(Some(item.tenant))
-            }
+            Some(item) => Ok(Some(decode::<TenantItem>("get_tenant", item)?.tenant)),
         }
     }
 
@@ -503,9 +476,8 @@ impl Store {
         let items = out
             .items()
             .iter()
-            .map(|item| serde_dynamo::from_item::<_, T>(item.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StoreError::Mapping { operation, source })?;
+            .map(|item| decode::<T>(operation, item.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = out
             .last_evaluated_key()
             .and_then(|k| k.get("SK"))
@@ -565,13 +537,7 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::sdk("list_users", e))?;
             for item in out.items() {
-                let item: UserItem = serde_dynamo::from_item(item.clone()).map_err(|source| {
-                    StoreError::Mapping {
-                        operation: "list_users",
-                        source,
-                    }
-                })?;
-                users.push(item.user);
+                users.push(decode::<UserItem>("list_users", item.clone())?.user);
             }
             start = out
                 .last_evaluated_key()

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::items::{self, AuditEvent, EmailItem, keys};
-use super::{ConditionalError, Store, StoreError, User, Write, av};
+use super::{ConditionalError, Store, User, Write, av, encode};
 use crate::domain::{Email, UserStatus};
 use crate::token::TokenHash;
 
@@ -180,11 +180,7 @@ impl Store {
             .condition("user_id = :id")
             .value(":id", av(user.id.as_str()))
             .build(self, OPERATION)?;
-        let claim = serde_dynamo::to_item(EmailItem::new(new_email, &user.id, &user.tenant))
-            .map_err(|source| StoreError::Mapping {
-                operation: OPERATION,
-                source,
-            })?;
+        let claim = encode(OPERATION, EmailItem::new(new_email, &user.id, &user.tenant))?;
         let claim = self.put(OPERATION, claim, Some("attribute_not_exists(PK)"))?;
         self.transact(
             OPERATION,
