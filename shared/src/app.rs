@@ -7,7 +7,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use tokio::sync::OnceCell;
@@ -34,7 +35,16 @@ pub enum InitError {
     Config(#[from] ConfigError),
     #[error("signing key: {0}")]
     Secret(#[from] SecretError),
+    /// The last attempt failed less than [`RETRY_PAUSE`] ago; this caller did not try again.
+    #[error("the last init attempt failed moments ago; not retried yet")]
+    RecentlyFailed,
 }
+
+/// How long after a failed build callers are refused at once instead of building again:
+/// while Secrets Manager is down, an instance asks it at most once per pause, not once per
+/// request, and logs one error per attempt. Shorter than the 503's Retry-After, so a client
+/// that waits as told always gets a fresh attempt.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The SDK's shared configuration (region, credentials chain, HTTPS client) from the
 /// environment Lambda gives the function.
@@ -81,8 +91,8 @@ type InitFuture<T> = Pin<Box<dyn Future<Output = Result<T, InitError>> + Send>>;
 ///
 /// [`Warm::start`] spawns the build and returns at once; [`Warm::get`] waits for it. Callers
 /// arriving while it runs share the one build. If it fails (Secrets Manager throttled, say),
-/// the error is logged, the caller gets it, and the next `get` builds again: one bad moment
-/// at cold start does not poison the instance for its whole life.
+/// the error is logged, the caller gets it, and the first `get` after [`RETRY_PAUSE`] builds
+/// again: one bad moment at cold start does not poison the instance for its whole life.
 pub struct Warm<T> {
     inner: Arc<WarmInner<T>>,
 }
@@ -90,6 +100,19 @@ pub struct Warm<T> {
 struct WarmInner<T> {
     cell: OnceCell<T>,
     build: Box<dyn Fn() -> InitFuture<T> + Send + Sync>,
+    retry_pause: Duration,
+    failed_at: Mutex<Option<Instant>>,
+}
+
+impl<T> WarmInner<T> {
+    fn failed_recently(&self) -> bool {
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        failed_at.is_some_and(|at| at.elapsed() < self.retry_pause)
+    }
+
+    fn set_failed_at(&self, at: Option<Instant>) {
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
 }
 
 impl<T> Clone for Warm<T> {
@@ -107,10 +130,21 @@ impl<T: Send + Sync + 'static> Warm<T> {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, InitError>> + Send + 'static,
     {
+        Self::start_with_retry_pause(RETRY_PAUSE, build)
+    }
+
+    /// [`Self::start`] with another pause between failed attempts (tests use short ones).
+    pub fn start_with_retry_pause<F, Fut>(retry_pause: Duration, build: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, InitError>> + Send + 'static,
+    {
         let warm = Self {
             inner: Arc::new(WarmInner {
                 cell: OnceCell::new(),
                 build: Box::new(move || Box::pin(build())),
+                retry_pause,
+                failed_at: Mutex::new(None),
             }),
         };
         let early = warm.clone();
@@ -121,17 +155,27 @@ impl<T: Send + Sync + 'static> Warm<T> {
         warm
     }
 
-    /// The built value, waiting for the build in flight or starting a new one.
+    /// The built value, waiting for the build in flight or starting a new one (unless the
+    /// last one failed less than the retry pause ago).
     pub async fn get(&self) -> Result<&T, InitError> {
         let inner = &*self.inner;
+        if let Some(value) = inner.cell.get() {
+            return Ok(value);
+        }
         inner
             .cell
             .get_or_try_init(|| async {
+                // Checked here, under the cell's lock, so that callers queued behind a build
+                // that fails do not each retry it.
+                if inner.failed_recently() {
+                    return Err(InitError::RecentlyFailed);
+                }
                 let built = (inner.build)()
                     .instrument(tracing::info_span!("init"))
                     .await;
                 if let Err(err) = &built {
-                    tracing::error!(error = %err, "init failed; the next event retries it");
+                    tracing::error!(error = %err, "init failed; an event after the retry pause retries it");
+                    inner.set_failed_at(Some(Instant::now()));
                 }
                 built
             })
@@ -193,19 +237,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_build_is_retried_by_the_next_caller() {
+    async fn a_failed_build_is_retried_by_a_caller_after_the_pause() {
+        let pause = Duration::from_millis(30);
         let (calls, build) = counting(1);
-        let warm = Warm::start(build);
-        // The cold-start build fails; this caller either waits for it and then builds
-        // again, or gets its error and the next caller builds again.
-        let first = warm.get().await;
-        let value = match first {
-            Ok(v) => *v,
-            Err(_) => *warm.get().await.expect("the retry succeeds"),
-        };
-        assert_eq!(value, 2);
+        let warm = Warm::start_with_retry_pause(pause, build);
+        assert!(warm.get().await.is_err(), "the cold-start build fails");
+
+        tokio::time::sleep(pause * 2).await;
+        assert_eq!(*warm.get().await.expect("the retry succeeds"), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(*warm.get().await.unwrap(), 2, "built once, kept");
+    }
+
+    #[tokio::test]
+    async fn callers_within_the_pause_after_a_failure_are_refused_without_a_new_attempt() {
+        let (calls, build) = counting(usize::MAX);
+        let warm = Warm::start_with_retry_pause(Duration::from_secs(600), build);
+        assert!(warm.get().await.is_err());
+
+        let (a, b) = tokio::join!(warm.get(), warm.get());
+        assert!(matches!(a, Err(InitError::RecentlyFailed)), "{a:?}");
+        assert!(matches!(b, Err(InitError::RecentlyFailed)), "{b:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one attempt, not three");
     }
 
     #[tokio::test]

@@ -769,6 +769,9 @@ async fn requests_while_the_signing_secret_cannot_be_read_answer_503_until_it_ca
         .send()
         .await
         .unwrap();
+    // As a client honouring the 503's Retry-After would (the instance does not fetch the
+    // secret again within `latchkey::app::RETRY_PAUSE` of a failure).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let after = api.sign_in("admin", "nobody@example.com", PASSWORD).await;
     assert_clear_answer(&after);
     assert_eq!(after.status, 401, "{}", after.text);
