@@ -48,7 +48,18 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
     };
     let mut figures = Vec::new();
     for rows in sizes {
-        figures.push(one(ctx, rows, rows <= sdk_max).await?);
+        let f = one(ctx, rows, rows <= sdk_max).await?;
+        // Printed at once: a later, longer file that fails must not take these with it.
+        println!(
+            "  {rows} rows: import {:.1} s, peak {:.1} MiB, bare SDK loop {}",
+            f.import.as_secs_f64(),
+            f.peak_kib as f64 / 1024.0,
+            f.sdk.map_or("not run".to_owned(), |d| format!(
+                "{:.1} s",
+                d.as_secs_f64()
+            ))
+        );
+        figures.push(f);
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -106,11 +117,13 @@ async fn import(
     with_sdk_loop: bool,
 ) -> Result<Figures> {
     let api = Client::new(stack.url());
-    let admin = api
-        .sign_in("admin", stack.admin_email(), stack.admin_password())
-        .await?
-        .expect(200, "sign-in")?
-        .str("/token")?;
+    let sign_in = || async {
+        api.sign_in("admin", stack.admin_email(), stack.admin_password())
+            .await?
+            .expect(200, "sign-in")?
+            .str("/token")
+    };
+    let mut admin = sign_in().await?;
     let tenant = api
         .post(
             "/v1/tenants",
@@ -154,8 +167,16 @@ async fn import(
     };
     let status = loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let resp = api.get(&format!("/v1/imports/{id}"), Some(&admin)).await?;
-        let status = resp.str("/status")?;
+        let mut resp = api.get(&format!("/v1/imports/{id}"), Some(&admin)).await?;
+        if resp.status == 401 {
+            // A large import outlasts the admin's session (SESSION_TTL_SECONDS, an hour by
+            // default): sign in again, as the admin watching it would.
+            admin = sign_in().await?;
+            resp = api.get(&format!("/v1/imports/{id}"), Some(&admin)).await?;
+        }
+        let status = resp
+            .str("/status")
+            .with_context(|| format!("polling the import of {rows} rows"))?;
         if status == "completed" || status == "failed" {
             break resp;
         }
