@@ -110,8 +110,8 @@ impl<T> WarmInner<T> {
         failed_at.is_some_and(|at| at.elapsed() < self.retry_pause)
     }
 
-    fn set_failed_at(&self, at: Option<Instant>) {
-        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    fn record_failure(&self) {
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 }
 
@@ -159,9 +159,6 @@ impl<T: Send + Sync + 'static> Warm<T> {
     /// last one failed less than the retry pause ago).
     pub async fn get(&self) -> Result<&T, InitError> {
         let inner = &*self.inner;
-        if let Some(value) = inner.cell.get() {
-            return Ok(value);
-        }
         inner
             .cell
             .get_or_try_init(|| async {
@@ -175,7 +172,7 @@ impl<T: Send + Sync + 'static> Warm<T> {
                     .await;
                 if let Err(err) = &built {
                     tracing::error!(error = %err, "init failed; an event after the retry pause retries it");
-                    inner.set_failed_at(Some(Instant::now()));
+                    inner.record_failure();
                 }
                 built
             })
