@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
@@ -46,12 +46,6 @@ pub enum InitError {
 /// that waits as told always gets a fresh attempt.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// The SDK's shared configuration (region, credentials chain, HTTPS client) from the
-/// environment Lambda gives the function.
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
-}
-
 impl App<SesMailer> {
     /// Builds the clients and fetches the signing secret: one network round trip.
     pub async fn connect(config: Config, sdk: &SdkConfig) -> Result<Self, InitError> {
@@ -81,7 +75,8 @@ impl App<SesMailer> {
 
     /// [`Self::connect`] with the SDK configuration of the environment.
     pub async fn build(config: Config) -> Result<Self, InitError> {
-        Self::connect(config, &sdk_config().await).await
+        let sdk = crate::https::sdk_config(config.tls_roots).await;
+        Self::connect(config, &sdk).await
     }
 }
 

@@ -23,6 +23,34 @@ pub struct Config {
     pub ses_configuration_set: Option<String>,
     /// EventBridge bus of the lifecycle events (`EVENT_BUS_NAME`, default `default`).
     pub event_bus: String,
+    pub tls_roots: TlsRoots,
+}
+
+/// Which roots the AWS clients' TLS trusts (`TLS_ROOTS`, `aws` or `native`): see
+/// [`crate::https`] for why the default is Amazon Trust Services only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRoots {
+    #[default]
+    Aws,
+    Native,
+}
+
+impl TlsRoots {
+    /// For functions without a [`Config`] (the sweep, the delivery recorder).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&ProcessEnv)
+    }
+
+    pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
+        match env.get("TLS_ROOTS").as_deref().map(str::trim) {
+            None | Some("aws") => Ok(Self::Aws),
+            Some("native") => Ok(Self::Native),
+            Some(other) => Err(ConfigError::Invalid {
+                name: "TLS_ROOTS",
+                reason: format!("expected aws or native, got {other:?}"),
+            }),
+        }
+    }
 }
 
 /// Where links in mail point: each tenant's own host, or one fixed base locally.
@@ -181,6 +209,7 @@ impl Config {
             invite_mail_per_hour,
             ses_configuration_set: env.get("SES_CONFIGURATION_SET"),
             event_bus: event_bus(env),
+            tls_roots: TlsRoots::from(env)?,
         })
     }
 }
@@ -245,5 +274,28 @@ mod tests {
             config.links.for_tenant(&TenantId::admin()),
             "http://127.0.0.1:9000"
         );
+    }
+
+    #[test]
+    fn tls_roots_default_to_aws_and_accept_only_the_two_names() {
+        let cases = [
+            (None, Ok(TlsRoots::Aws)),
+            (Some("aws"), Ok(TlsRoots::Aws)),
+            (Some(" native "), Ok(TlsRoots::Native)),
+            (Some("system"), Err("TLS_ROOTS")),
+            (Some(""), Err("TLS_ROOTS")),
+        ];
+        for (value, expected) in cases {
+            let mut env = base();
+            if let Some(value) = value {
+                env.insert("TLS_ROOTS", value);
+            }
+            let got = Config::from(&env)
+                .map(|c| c.tls_roots)
+                .map_err(|e| match e {
+                    ConfigError::Invalid { name, .. } | ConfigError::Missing(name) => name,
+                });
+            assert_eq!(got, expected, "TLS_ROOTS={value:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod encoding;
 pub mod events;
 pub mod http;
+pub mod https;
 pub mod mail;
 pub mod ops;
 pub mod password;

@@ -3,8 +3,9 @@
 //! user. It needs only the table: no secret, no mail client.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use latchkey::app::{self, Warm};
-use latchkey::config;
+use latchkey::app::Warm;
+use latchkey::config::{self, TlsRoots};
+use latchkey::https;
 use latchkey::ops::delivery;
 use latchkey::store::Store;
 use serde_json::Value;
@@ -13,10 +14,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let table = config::table_name()?;
+    let roots = TlsRoots::from_env()?;
     let store = Warm::start(move || {
         let table = table.clone();
         async move {
-            let sdk = app::sdk_config().await;
+            let sdk = https::sdk_config(roots).await;
             Ok(Store::new(aws_sdk_dynamodb::Client::new(&sdk), table))
         }
     });

@@ -2,9 +2,10 @@
 //! It needs only the table: no secret, no mail client (its IAM role cannot send mail).
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use latchkey::app::{self, Warm};
-use latchkey::config::{self, ProcessEnv};
+use latchkey::app::Warm;
+use latchkey::config::{self, ProcessEnv, TlsRoots};
 use latchkey::events::EventBridgePublisher;
+use latchkey::https;
 use latchkey::ops::sweep;
 use latchkey::store::Store;
 use serde_json::Value;
@@ -13,11 +14,12 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let table = config::table_name()?;
+    let roots = TlsRoots::from_env()?;
     let bus = config::event_bus(&ProcessEnv);
     let clients = Warm::start(move || {
         let (table, bus) = (table.clone(), bus.clone());
         async move {
-            let sdk = app::sdk_config().await;
+            let sdk = https::sdk_config(roots).await;
             Ok((
                 Store::new(aws_sdk_dynamodb::Client::new(&sdk), table),
                 EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus),

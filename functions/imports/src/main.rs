@@ -5,8 +5,9 @@
 
 use std::convert::Infallible;
 
-use latchkey::app::{self, App, Warm};
+use latchkey::app::{App, Warm};
 use latchkey::config::{Config, ImportConfig};
+use latchkey::https;
 use latchkey::lambda_http::{self, Error, service_fn};
 use latchkey::ops::imports::{self, Imports};
 use latchkey::uploads::Uploads;
@@ -19,7 +20,7 @@ async fn main() -> Result<(), Error> {
     let imports = Warm::start(move || {
         let (config, import_config) = (config.clone(), import_config.clone());
         async move {
-            let sdk = app::sdk_config().await;
+            let sdk = https::sdk_config(config.tls_roots).await;
             Ok(Imports {
                 uploads: Uploads::new(&sdk, import_config.bucket.clone()),
                 app: App::connect(config, &sdk).await?,
