@@ -30,8 +30,10 @@ test:
 ## load. Release binaries in their own target dir, so the long release build never holds the
 ## lock of target/ that dev and test builds wait on. Figures: stdout and BENCHMARKS.md.
 ## BENCH_ARGS picks benchmarks (e.g. BENCH_ARGS=cold-start); see latchkey-bench --help.
+## LATCHKEY_ROOT: a binary otherwise finds the root where its latchkey-local was compiled, and
+## cargo reuses that artifact across checkouts (worktrees) that share a target dir.
 BENCH_TARGET := target/bench
 bench: install
 	cargo build --release --workspace --bins --target-dir $(BENCH_TARGET)
-	BENCH_COMMAND="$(if $(BENCH_CSV_ROWS),BENCH_CSV_ROWS=$(BENCH_CSV_ROWS) )$(if $(BENCH_CSV_SDK_ROWS),BENCH_CSV_SDK_ROWS=$(BENCH_CSV_SDK_ROWS) )make bench $(BENCH_ARGS)" LATCHKEY_LOG_FILE=$(BENCH_TARGET)/functions.log \
+	BENCH_COMMAND="$(if $(BENCH_CSV_ROWS),BENCH_CSV_ROWS=$(BENCH_CSV_ROWS) )$(if $(BENCH_CSV_SDK_ROWS),BENCH_CSV_SDK_ROWS=$(BENCH_CSV_SDK_ROWS) )make bench $(BENCH_ARGS)" LATCHKEY_LOG_FILE=$(BENCH_TARGET)/functions.log LATCHKEY_ROOT=$(CURDIR) \
 	  $(BENCH_TARGET)/release/latchkey-bench $(BENCH_ARGS)
