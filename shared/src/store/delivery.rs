@@ -1,9 +1,7 @@
 //! Recording what SES says happened to a mail (see `ops::delivery`).
 
-use aws_sdk_dynamodb::error::SdkError;
-
 use super::items::{Delivery, keys};
-use super::{Store, StoreError, av, encode_value};
+use super::{Store, StoreError, applied, av, encode_value};
 use crate::domain::{Email, UserId};
 
 impl Store {
@@ -44,12 +42,6 @@ impl Store {
             .expression_attribute_values(":seq", av(seq))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::sdk(OPERATION, e)),
-        }
+        applied(OPERATION, out)
     }
 }

@@ -51,6 +51,18 @@ pub enum StoreError {
     },
 }
 
+/// Whether a conditional write was applied: `Ok(false)` when its condition failed.
+fn applied<T, E: ProvideErrorMetadata + std::fmt::Debug>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(StoreError::sdk(operation, e)),
+    }
+}
+
 impl StoreError {
     /// Throttling, 5xx, timeouts and dropped connections: worth a 503 with Retry-After.
     pub fn is_transient(&self) -> bool {
@@ -415,13 +427,7 @@ impl Store {
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::sdk("create_tenant", e)),
-        }
+        applied("create_tenant", out)
     }
 
     pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
