@@ -12,11 +12,12 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{ImportId, TenantId};
 
-/// S3's smallest part (all but the last): a report buffers at least this much before it
-/// uploads a part.
+/// S3's smallest part (all but the last): a report buffers this much before it uploads a
+/// part.
 pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,46 +148,56 @@ impl Uploads {
         }
     }
 
-    /// Starts writing a report in parts.
-    pub async fn start_report(&self, key: &str) -> Result<ReportWriter<'_>, UploadError> {
-        Ok(ReportWriter {
+    /// Starts writing a report: one object if it stays under one part, else a multipart
+    /// upload whose parts the caller sends when [`ReportWriter::part_ready`] says so.
+    pub fn start_report(&self, key: &str) -> ReportWriter<'_> {
+        self.resume_report(key, None)
+    }
+
+    /// Goes on with a report whose first parts were uploaded by an earlier invocation.
+    pub fn resume_report(&self, key: &str, upload: Option<MultipartState>) -> ReportWriter<'_> {
+        ReportWriter {
             uploads: self,
             key: key.to_owned(),
             buffer: Vec::new(),
-            upload_id: None,
-            parts: Vec::new(),
-        })
+            upload,
+        }
     }
 }
 
-/// Writes a report of any size in bounded memory: one object if it stays under one part,
-/// else a multipart upload.
+/// A multipart upload in progress: enough to go on with it in another process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartState {
+    pub upload_id: String,
+    /// The uploaded parts' ETags, in part-number order from 1.
+    pub etags: Vec<String>,
+}
+
+/// Writes a report of any size in bounded memory. The caller sends a part whenever
+/// [`part_ready`](Self::part_ready) says so, and can record the returned state between
+/// parts, so that a report too long for one invocation is finished by the next.
 pub struct ReportWriter<'a> {
     uploads: &'a Uploads,
     key: String,
     buffer: Vec<u8>,
-    upload_id: Option<String>,
-    parts: Vec<CompletedPart>,
+    upload: Option<MultipartState>,
 }
 
 impl ReportWriter<'_> {
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UploadError> {
-        // A part goes out before the buffer would have to grow again past the minimum, so
-        // a report of any length holds under two minimum parts of memory (the buffer's
-        // capacity at most doubles from below MIN_PART_BYTES).
-        if self.buffer.len() >= MIN_PART_BYTES
-            && self.buffer.len() + bytes.len() > self.buffer.capacity()
-        {
-            self.flush_part().await?;
-        }
+    pub fn write(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
-        Ok(())
     }
 
-    async fn flush_part(&mut self) -> Result<(), UploadError> {
+    /// Whether enough is buffered for a part (S3 refuses smaller ones but the last).
+    pub fn part_ready(&self) -> bool {
+        self.buffer.len() >= MIN_PART_BYTES
+    }
+
+    /// Uploads what is buffered as the next part; the upload's state, to record.
+    pub async fn send_part(&mut self) -> Result<&MultipartState, UploadError> {
         let client = &self.uploads.client;
-        let upload_id = match &self.upload_id {
-            Some(id) => id.clone(),
+        let upload = match self.upload.take() {
+            Some(upload) => upload,
             None => {
                 let out = client
                     .create_multipart_upload()
@@ -196,36 +207,34 @@ impl ReportWriter<'_> {
                     .send()
                     .await
                     .map_err(|e| s3_error("create multipart upload", e))?;
-                let id = out.upload_id.unwrap_or_default();
-                self.upload_id = Some(id.clone());
-                id
+                MultipartState {
+                    upload_id: out.upload_id.unwrap_or_default(),
+                    etags: Vec::new(),
+                }
             }
         };
-        let number = self.parts.len() as i32 + 1;
-        let body = std::mem::take(&mut self.buffer);
-        let out = client
+        let number = upload.etags.len() as i32 + 1;
+        let sent = client
             .upload_part()
             .bucket(&self.uploads.bucket)
             .key(&self.key)
-            .upload_id(&upload_id)
+            .upload_id(&upload.upload_id)
             .part_number(number)
-            .body(ByteStream::from(body))
+            .body(ByteStream::from(std::mem::take(&mut self.buffer)))
             .send()
-            .await
-            .map_err(|e| s3_error("upload part", e))?;
-        self.parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag)
-                .build(),
-        );
-        Ok(())
+            .await;
+        let upload = self.upload.insert(upload);
+        // After a failed part the buffered lines are gone: the caller gives up this writer
+        // and a rerun reads them again from the last recorded progress.
+        let out = sent.map_err(|e| s3_error("upload part", e))?;
+        upload.etags.push(out.e_tag.unwrap_or_default());
+        Ok(upload)
     }
 
     /// Writes what is left and completes the object.
     pub async fn finish(mut self) -> Result<(), UploadError> {
         let client = &self.uploads.client;
-        let Some(upload_id) = self.upload_id.clone() else {
+        if self.upload.is_none() {
             client
                 .put_object()
                 .bucket(&self.uploads.bucket)
@@ -236,18 +245,32 @@ impl ReportWriter<'_> {
                 .await
                 .map_err(|e| s3_error("put object", e))?;
             return Ok(());
-        };
-        if !self.buffer.is_empty() {
-            self.flush_part().await?;
         }
+        if !self.buffer.is_empty() {
+            self.send_part().await?;
+        }
+        let Some(upload) = self.upload.take() else {
+            return Ok(());
+        };
+        let parts = upload
+            .etags
+            .into_iter()
+            .zip(1..)
+            .map(|(etag, number)| {
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
         client
             .complete_multipart_upload()
             .bucket(&self.uploads.bucket)
             .key(&self.key)
-            .upload_id(upload_id)
+            .upload_id(upload.upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .set_parts(Some(parts))
                     .build(),
             )
             .send()

@@ -54,6 +54,27 @@ async fn report(import: &Value) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
+/// The report's first column is each data line of a `rows`-row file once, in order.
+fn assert_every_line_once_in_order(report: &str, rows: usize) {
+    let lines: Vec<u64> = report
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        (2..rows as u64 + 2).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}
+
 /// The S3 event AWS would deliver for the upload of `key` to the stack's bucket.
 fn s3_event(key: &str) -> Value {
     json!({"Records": [{
@@ -264,9 +285,10 @@ async fn a_second_file_reports_people_the_first_one_invited_as_already_existing(
     assert_eq!(import["errors"][0]["line"], 2);
 }
 
-#[tokio::test]
-async fn an_import_that_outlasts_its_invocation_continues_in_the_next_without_gaps() {
-    // With a reserve longer than the timeout, every invocation pauses after one batch.
+/// Imports `file` on a stack whose every invocation pauses after one batch or one report part
+/// (its reserve is longer than the timeout); the finished import, and the stack that keeps
+/// its report readable.
+async fn import_pausing_after_every_step(file: String) -> (TestStack, Value) {
     let stack = TestStack::builder()
         .env("IMPORT_RESERVE_SECONDS", "100000")
         .start()
@@ -275,38 +297,56 @@ async fn an_import_that_outlasts_its_invocation_continues_in_the_next_without_ga
     let api = Api::new(&stack);
     let admin = api.admin_token(&stack).await;
     let tenant = api.create_tenant(&admin).await;
+    let (id, url) = start_import(&api, &admin, &tenant, false).await;
+    upload(&url, file.into_bytes()).await;
+    let import = finished(&api, &admin, &id).await;
+    assert_eq!(import["status"], "completed", "{import}");
+    (stack, import)
+}
+
+#[tokio::test]
+async fn an_import_that_outlasts_its_invocation_continues_in_the_next_without_gaps() {
     let rows = 1_203;
     let file: String = std::iter::once("email\n".to_owned())
         .chain((0..rows).map(|i| format!("c{i}-{}\n", unique_email("x"))))
         .collect();
-    let (id, url) = start_import(&api, &admin, &tenant, false).await;
 
-    upload(&url, file.into_bytes()).await;
-    let import = finished(&api, &admin, &id).await;
+    let (_stack, import) = import_pausing_after_every_step(file).await;
 
-    assert_eq!(import["status"], "completed", "{import}");
     assert_eq!(
         (&import["total"], &import["invited"]),
         (&json!(rows), &json!(rows))
     );
-    let report = report(&import).await;
-    let lines: Vec<u64> = report
-        .lines()
-        .skip(1)
-        .map(|l| {
-            l.split(',')
-                .next()
-                .unwrap()
-                .trim_matches('"')
-                .parse()
-                .unwrap()
-        })
+    assert_every_line_once_in_order(&report(&import).await, rows);
+}
+
+/// A report too long for what is left of the invocation that settled the last row: the
+/// import records each part, hands on to its continuation, and the report reads back whole.
+#[tokio::test]
+async fn a_report_that_outlasts_its_invocation_is_finished_by_the_next_without_gaps() {
+    // Rejected rows with the longest cells the report keeps: about 600 bytes a line, so
+    // 10,000 of them are more than one 5 MiB part.
+    let rows = 10_000;
+    let file: String = std::iter::once("email,role\n".to_owned())
+        .chain((0..rows).map(|i| format!("{i:05}{}, {i:05}{}\n", "e".repeat(300), "r".repeat(300))))
         .collect();
+
+    let (_stack, import) = import_pausing_after_every_step(file).await;
+
     assert_eq!(
-        lines,
-        (2..rows as u64 + 2).collect::<Vec<_>>(),
-        "every line once, in order"
+        (&import["total"], &import["rejected"]),
+        (&json!(rows), &json!(rows))
     );
+    let resp = reqwest::get(import["report_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    let etag = resp.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    assert!(etag.ends_with("-2"), "uploaded in two parts: ETag {etag}");
+    assert_every_line_once_in_order(&resp.text().await.unwrap(), rows);
 }
 
 #[tokio::test]
@@ -386,9 +426,10 @@ async fn an_import_killed_midway_and_rerun_loses_no_row_and_mails_no_row_twice()
 }
 
 /// A report longer than S3's minimum part goes up as a multipart upload in parts of bounded
-/// size, and reads back byte for byte (a 100,000-row import's report is about that long).
+/// size, can be taken up from its recorded state by another writer (another invocation), and
+/// reads back byte for byte (a 100,000-row import's report is about that long).
 #[tokio::test]
-async fn a_report_longer_than_one_part_is_uploaded_in_parts_and_reads_back_whole() {
+async fn a_report_longer_than_one_part_is_uploaded_in_parts_resumed_and_reads_back_whole() {
     let stack = TestStack::builder().bootstrap(false).start().await.unwrap();
     let bucket = unique("reports");
     stack.aws().ensure_bucket(&bucket).await.unwrap();
@@ -398,11 +439,22 @@ async fn a_report_longer_than_one_part_is_uploaded_in_parts_and_reads_back_whole
         .map(|i| format!("{i:08}").repeat(12 * 1024).into_bytes())
         .collect();
 
-    let mut report = uploads.start_report("reports/t/long.csv").await.unwrap();
+    let mut report = uploads.start_report("reports/t/long.csv");
+    let mut resumed = false;
     for chunk in &chunks {
-        report.write(chunk).await.unwrap();
+        if report.part_ready() {
+            let state = report.send_part().await.unwrap().clone();
+            if !resumed {
+                // The first writer's process ends here; the next one has only the state.
+                drop(report);
+                report = uploads.resume_report("reports/t/long.csv", Some(state));
+                resumed = true;
+            }
+        }
+        report.write(chunk);
     }
     report.finish().await.unwrap();
+    assert!(resumed, "the report was long enough to resume");
 
     let object = stack
         .aws()

@@ -4,7 +4,9 @@
 //! stream (a parser thread feeds batches through a small channel, so memory stays flat for
 //! any size) and each batch's rows are written concurrently. After each batch the import
 //! records a checkpoint (file position, counts) and renews its lease; when the invocation
-//! nears its deadline it lets the lease go and invokes itself to continue from there.
+//! nears its deadline it lets the lease go and invokes itself to continue from there. The
+//! report, written from the row markers once every row is settled, goes on the same way, part
+//! by part.
 //!
 //! Exactly once: each row's user, email claim and row marker are one transaction (see
 //! [`crate::store::imports`]), so a redelivered event, a concurrent duplicate, or a rerun after
@@ -31,7 +33,7 @@ use crate::mail::Mailer;
 use crate::ops::invite::{self, RowError};
 use crate::store::imports::{
     Checkpoint, Counts, CreateRowUser, Import, ImportStatus, MAX_LISTED_ERRORS, MailState,
-    RowErrorEntry, RowMarker, RowOutcome,
+    ReportProgress, RowErrorEntry, RowMarker, RowOutcome,
 };
 use crate::store::items::now;
 use crate::store::{StoreError, Tenant};
@@ -207,15 +209,21 @@ pub async fn run<M: Mailer>(
         listed_errors: 0,
     };
     job.listed_errors = job.import.errors.len();
-    match job.process(deadline).await? {
-        Step::Finished(problem) => job.finish(problem).await,
+    // Every row was settled by an earlier invocation, which paused while writing the report.
+    let step = match &job.import.report_progress {
+        Some(progress) => Step::Finished(progress.failure.clone()),
+        None => job.process(deadline).await?,
+    };
+    match step {
+        Step::Finished(failure) => job.finish(failure, deadline).await,
         Step::Paused => job.pause().await,
         Step::LeaseLost => Ok(Outcome::Skipped),
     }
 }
 
 enum Step {
-    Finished(Option<FileProblem>),
+    /// Every row is settled, or the file cannot be read on: why the import failed, if it did.
+    Finished(Option<String>),
     Paused,
     LeaseLost,
 }
@@ -225,6 +233,12 @@ struct Job<'a, M: Mailer> {
     import: Import,
     owner: String,
     listed_errors: usize,
+}
+
+impl Step {
+    fn finished(problem: FileProblem) -> Self {
+        Self::Finished(Some(problem.to_string()))
+    }
 }
 
 /// A row's outcome, and its `Invitation Created` event if this run invited it.
@@ -251,22 +265,22 @@ impl<M: Mailer> Job<'_, M> {
     async fn process(&mut self, deadline: Instant) -> Result<Step, ImportError> {
         let app = &self.importer.app;
         let Some(tenant) = app.store.get_tenant(&self.import.tenant).await? else {
-            return Ok(Step::Finished(Some(FileProblem::NotAllowed)));
+            return Ok(Step::finished(FileProblem::NotAllowed));
         };
         let Some(caller) = self.actor().await? else {
-            return Ok(Step::Finished(Some(FileProblem::NotAllowed)));
+            return Ok(Step::finished(FileProblem::NotAllowed));
         };
         let checkpoint = self.import.checkpoint;
         let offset = checkpoint.map_or(0, |c| c.position.offset);
         let key = uploads::upload_key(&tenant.id, &self.import.id);
         let Some((size, body)) = self.importer.uploads.open(&key, offset).await? else {
-            return Ok(Step::Finished(Some(FileProblem::Missing)));
+            return Ok(Step::finished(FileProblem::Missing));
         };
         if size > self.importer.config.max_bytes {
-            return Ok(Step::Finished(Some(FileProblem::TooLarge {
+            return Ok(Step::finished(FileProblem::TooLarge {
                 size,
                 max: self.importer.config.max_bytes,
-            })));
+            }));
         }
 
         let (tx, mut rx) = mpsc::channel::<Batch>(2);
@@ -279,10 +293,10 @@ impl<M: Mailer> Job<'_, M> {
             };
             let (rows, next) = match batch {
                 Ok(batch) => batch,
-                Err(problem) => break Step::Finished(Some(problem)),
+                Err(problem) => break Step::finished(problem),
             };
             if self.import.counts.total + rows.len() as u64 > MAX_ROWS {
-                break Step::Finished(Some(FileProblem::TooManyRows));
+                break Step::finished(FileProblem::TooManyRows);
             }
             let (counts, errors) = self.settle(&caller, &tenant, rows).await?;
             if !self
@@ -292,14 +306,20 @@ impl<M: Mailer> Job<'_, M> {
                 break Step::LeaseLost;
             }
             previous = Some(next);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < self.importer.config.reserve && self.importer.continuation.is_some() {
+            if self.out_of_time(deadline) {
                 break Step::Paused;
             }
         };
         drop(rx);
         parser.abort();
         Ok(step)
+    }
+
+    /// Whether to hand on to the continuation: too little of this invocation is left for
+    /// another batch or report part.
+    fn out_of_time(&self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        left < self.importer.config.reserve && self.importer.continuation.is_some()
     }
 
     /// The admin who started the import, if they may still invite into its tenant.
@@ -572,29 +592,62 @@ impl<M: Mailer> Job<'_, M> {
         Ok(saved)
     }
 
-    /// Writes the report from the row markers and ends the import.
-    async fn finish(&self, problem: Option<FileProblem>) -> Result<Outcome, ImportError> {
+    /// Writes the report from the row markers and ends the import. A report longer than
+    /// one part records its progress after each part, and pauses there when the invocation
+    /// is nearly out of time: a million-row report outlasts what is left after the rows.
+    async fn finish(
+        &self,
+        failure: Option<String>,
+        deadline: Instant,
+    ) -> Result<Outcome, ImportError> {
         let store = &self.importer.app.store;
+        let uploads = &self.importer.uploads;
         let key = uploads::report_key(&self.import.tenant, &self.import.id);
-        let mut report = self.importer.uploads.start_report(&key).await?;
-        report.write(REPORT_HEADER.as_bytes()).await?;
-        let mut after = None;
+        let (mut report, mut through) = match &self.import.report_progress {
+            Some(progress) => (
+                uploads.resume_report(&key, Some(progress.upload.clone())),
+                Some(progress.through),
+            ),
+            None => {
+                let mut report = uploads.start_report(&key);
+                report.write(REPORT_HEADER.as_bytes());
+                (report, None)
+            }
+        };
+        let lease = chrono::Duration::seconds(self.importer.config.lease.as_secs() as i64);
+        let mut chunk = String::new();
         loop {
-            let (rows, next) = store.import_rows(&self.import.id, after, 1000).await?;
-            let mut chunk = String::new();
+            if report.part_ready() {
+                let progress = ReportProgress {
+                    upload: report.send_part().await?.clone(),
+                    through: through.unwrap_or(0),
+                    failure: failure.clone(),
+                };
+                if !store
+                    .save_report_progress(&self.import.id, &self.owner, &progress, now() + lease)
+                    .await?
+                {
+                    return Ok(Outcome::Skipped);
+                }
+                if self.out_of_time(deadline) {
+                    return self.pause().await;
+                }
+            }
+            let (rows, next) = store.import_rows(&self.import.id, through, 1000).await?;
+            chunk.clear();
             for row in &rows {
                 report_line(&mut chunk, row);
             }
-            report.write(chunk.as_bytes()).await?;
-            match next {
-                Some(line) => after = Some(line),
-                None => break,
+            report.write(chunk.as_bytes());
+            through = rows.last().map(|r| r.line).or(through);
+            if next.is_none() {
+                break;
             }
         }
         report.finish().await?;
-        let (status, failure) = match &problem {
-            None => (ImportStatus::Completed, None),
-            Some(p) => (ImportStatus::Failed, Some(p.to_string())),
+        let status = match failure {
+            None => ImportStatus::Completed,
+            Some(_) => ImportStatus::Failed,
         };
         let finished = store
             .finish_import(

@@ -173,6 +173,7 @@ async fn create<M: Mailer>(imports: &Imports<M>, req: &Request) -> HttpResult {
         failure: None,
         checkpoint: None,
         report_key: None,
+        report_progress: None,
         lease_owner: None,
     };
     let key = uploads::upload_key(&tenant.id, &import.id);

@@ -7,14 +7,16 @@
 //! per-row report; `ttl` removes them (and the import) after [`RETENTION_DAYS`].
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::items::{EmailItem, UserItem, keys, rfc3339};
-use super::{ConditionalError, Store, StoreError, User, av, decode, encode, encode_value};
+use super::{ConditionalError, Store, StoreError, User, applied, av, decode, encode, encode_value};
 use crate::csv_rows::{Columns, Position};
 use crate::domain::{ImportId, TenantId, UserId};
+use crate::uploads::MultipartState;
 
 /// Days an import, its row markers and its report stay readable.
 pub const RETENTION_DAYS: i64 = 30;
@@ -46,6 +48,16 @@ impl ImportStatus {
 pub struct Checkpoint {
     pub position: Position,
     pub columns: Columns,
+}
+
+/// A report being written: its uploaded parts hold every line up to `through`, and the
+/// import ends as `failure` says (completed if `None`) once the rest is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportProgress {
+    pub upload: MultipartState,
+    pub through: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// A rejected row, as listed on the import.
@@ -89,6 +101,10 @@ pub struct Import {
     pub checkpoint: Option<Checkpoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_key: Option<String>,
+    /// How far the report is written, once every row is settled and the report is longer
+    /// than one part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_progress: Option<ReportProgress>,
     /// Who holds the import now (a request id), while it is processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,
@@ -212,13 +228,8 @@ impl Store {
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Import>, StoreError> {
         const OPERATION: &str = "claim_import";
-        let (pk, sk) = keys::import(id);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_import(id)
             .update_expression("SET #status = :processing, lease_owner = :owner, lease_until = :until")
             .condition_expression(
                 "#status IN (:waiting, :processing) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
@@ -258,13 +269,8 @@ impl Store {
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         const OPERATION: &str = "checkpoint_import";
-        let (pk, sk) = keys::import(id);
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_import(id)
             .update_expression(
                 "SET checkpoint = :c, lease_until = :until, errors = list_append(if_not_exists(errors, :none), :e), \
                  #counts.#total = #counts.#total + :t, #counts.invited = #counts.invited + :i, \
@@ -308,23 +314,36 @@ impl Store {
     /// Lets the lease go now, so that the continuation can claim the import at once.
     pub async fn release_import(&self, id: &ImportId, owner: &str) -> Result<bool, StoreError> {
         const OPERATION: &str = "release_import";
-        let (pk, sk) = keys::import(id);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_import(id)
             .update_expression("REMOVE lease_until, lease_owner")
             .condition_expression("lease_owner = :owner")
             .expression_attribute_values(":owner", av(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(StoreError::sdk(OPERATION, e)),
-        }
+        applied(OPERATION, result)
+    }
+
+    /// Records how far the report is written and renews the lease; `Ok(false)` if the lease
+    /// was lost. Setting absolute values makes a retried update harmless.
+    pub async fn save_report_progress(
+        &self,
+        id: &ImportId,
+        owner: &str,
+        progress: &ReportProgress,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OPERATION: &str = "save_report_progress";
+        let result = self
+            .update_import(id)
+            .update_expression("SET report_progress = :progress, lease_until = :until")
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":progress", encode_value(OPERATION, progress)?)
+            .expression_attribute_values(":until", num(lease_until.timestamp()))
+            .expression_attribute_values(":owner", av(owner))
+            .send()
+            .await;
+        applied(OPERATION, result)
     }
 
     /// Ends the import as completed or failed (with the reason), if `owner` still holds it.
@@ -361,16 +380,12 @@ impl Store {
         }
         let result = request
             .update_expression(format!(
-                "SET {} REMOVE lease_until, lease_owner, checkpoint",
+                "SET {} REMOVE lease_until, lease_owner, checkpoint, report_progress",
                 set.join(", ")
             ))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(StoreError::sdk(OPERATION, e)),
-        }
+        applied(OPERATION, result)
     }
 
     /// Writes the invited user, its email claim (tagged with the import) and the row's
@@ -485,11 +500,7 @@ impl Store {
                 .expression_attribute_values(":error", av(error)),
             None => request.update_expression("SET #outcome.#mail = :to"),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(e) => Err(StoreError::sdk(OPERATION, e)),
-        }
+        applied(OPERATION, request.send().await)
     }
 
     /// A page of an import's row markers in line order, from after `after` (a line).
@@ -530,6 +541,16 @@ impl Store {
             .then(|| rows.last().map(|r| r.line))
             .flatten();
         Ok((rows, next))
+    }
+
+    /// An `UpdateItem` of the import's record.
+    fn update_import(&self, id: &ImportId) -> UpdateItemFluentBuilder {
+        let (pk, sk) = keys::import(id);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
     }
 
     fn row_item(&self, import: &ImportId, marker: &RowMarker) -> RowItem {
