@@ -17,17 +17,26 @@ use serde_json::json;
 
 use crate::client::{Client, unique};
 use crate::ctx::Ctx;
+use crate::report::Sink;
 
 struct Figures {
     rows: usize,
     bytes: usize,
     import: Duration,
     peak_kib: u64,
-    /// `None` when the file was larger than `BENCH_CSV_SDK_ROWS`.
-    sdk: Option<Duration>,
+    sdk: Sdk,
 }
 
-pub async fn run(ctx: &Ctx) -> Result<String> {
+/// The bare SDK loop's part in one file's figures.
+enum Sdk {
+    /// The file was larger than `BENCH_CSV_SDK_ROWS`.
+    Skipped,
+    /// Still to run when the section was written.
+    Pending,
+    Done(Duration),
+}
+
+pub async fn run(ctx: &Ctx, sink: &Sink<'_>) -> Result<String> {
     let sizes: Vec<usize> = std::env::var("BENCH_CSV_ROWS")
         .unwrap_or_else(|_| "100000,1000000".into())
         .split(',')
@@ -46,21 +55,55 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
             .context("BENCH_CSV_SDK_ROWS is a row count")?,
         Err(_) => usize::MAX,
     };
-    let mut figures = Vec::new();
-    for rows in sizes {
-        let f = one(ctx, rows, rows <= sdk_max).await?;
-        // Printed at once: a later, longer file that fails must not take these with it.
-        println!(
-            "  {rows} rows: import {:.1} s, peak {:.1} MiB, bare SDK loop {}",
-            f.import.as_secs_f64(),
-            f.peak_kib as f64 / 1024.0,
-            f.sdk.map_or("not run".to_owned(), |d| format!(
-                "{:.1} s",
-                d.as_secs_f64()
-            ))
-        );
-        figures.push(f);
+    let mut figures: Vec<Figures> = Vec::new();
+    for (i, &rows) in sizes.iter().enumerate() {
+        // Each file gets a fresh table; its loop runs on that table after its import.
+        let stack = ctx
+            .stack()
+            .instances(1)
+            .env("IMPORT_MAX_BYTES", "1000000000")
+            .start()
+            .await?;
+        let measured = async {
+            let mut f = import(ctx, &stack, rows).await?;
+            f.sdk = if rows <= sdk_max {
+                Sdk::Pending
+            } else {
+                Sdk::Skipped
+            };
+            figures.push(f);
+            // Written at once, here and after the loop: a run cut short (a 1,000,000-row
+            // file takes hours on DynamoDB Local) keeps what it finished.
+            sink.write(&render(&figures, &sizes[i + 1..]))?;
+            if rows <= sdk_max {
+                let sdk = bare_sdk_loop(&stack.dynamodb_client(), stack.table_name(), rows).await?;
+                if let Some(f) = figures.last_mut() {
+                    f.sdk = Sdk::Done(sdk);
+                }
+                sink.write(&render(&figures, &sizes[i + 1..]))?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        stack.shutdown().await?;
+        measured?;
+        if let Some(f) = figures.last() {
+            println!(
+                "  {rows} rows: import {:.1} s, peak {:.1} MiB, bare SDK loop {}",
+                f.import.as_secs_f64(),
+                f.peak_kib as f64 / 1024.0,
+                match f.sdk {
+                    Sdk::Done(d) => format!("{:.1} s", d.as_secs_f64()),
+                    _ => "not run".to_owned(),
+                }
+            );
+        }
     }
+    Ok(render(&figures, &[]))
+}
+
+/// The section's figures so far; `pending`: files not yet imported.
+fn render(figures: &[Figures], pending: &[usize]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -72,10 +115,10 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
     );
     out.push_str("| rows | file | import | import rows/s | peak memory (csv-import) | bare SDK loop | SDK rows/s | import ÷ SDK |\n");
     out.push_str("|---|---|---|---|---|---|---|---|\n");
-    for f in &figures {
+    for f in figures {
         let import_rate = f.rows as f64 / f.import.as_secs_f64();
         let sdk = match f.sdk {
-            Some(sdk) => {
+            Sdk::Done(sdk) => {
                 let sdk_rate = f.rows as f64 / sdk.as_secs_f64();
                 format!(
                     "{:.1} s | {sdk_rate:.0} | {:.2}",
@@ -83,7 +126,8 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
                     import_rate / sdk_rate
                 )
             }
-            None => "not run (`BENCH_CSV_SDK_ROWS`) | — | —".to_owned(),
+            Sdk::Pending => "running when this was written | — | —".to_owned(),
+            Sdk::Skipped => "not run (`BENCH_CSV_SDK_ROWS`) | — | —".to_owned(),
         };
         let _ = writeln!(
             out,
@@ -95,27 +139,29 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
             f.peak_kib as f64 / 1024.0,
         );
     }
-    Ok(out)
+    let unfinished = figures.iter().any(|f| matches!(f.sdk, Sdk::Pending));
+    if unfinished || !pending.is_empty() {
+        let rest: Vec<String> = pending.iter().map(|n| format!("{n} rows")).collect();
+        let _ = writeln!(
+            out,
+            "\n_Written while the run went on{}{}; the run rewrites this section when it ends, \
+             so a section that still says this is from a run that was stopped._",
+            if unfinished {
+                ", before the last bare loop finished"
+            } else {
+                ""
+            },
+            if rest.is_empty() {
+                String::new()
+            } else {
+                format!(", with files still to import: {}", rest.join(", "))
+            }
+        );
+    }
+    out
 }
 
-async fn one(ctx: &Ctx, rows: usize, with_sdk_loop: bool) -> Result<Figures> {
-    let stack = ctx
-        .stack()
-        .instances(1)
-        .env("IMPORT_MAX_BYTES", "1000000000")
-        .start()
-        .await?;
-    let result = import(ctx, &stack, rows, with_sdk_loop).await;
-    stack.shutdown().await?;
-    result
-}
-
-async fn import(
-    ctx: &Ctx,
-    stack: &latchkey_local::TestStack,
-    rows: usize,
-    with_sdk_loop: bool,
-) -> Result<Figures> {
+async fn import(ctx: &Ctx, stack: &latchkey_local::TestStack, rows: usize) -> Result<Figures> {
     let api = Client::new(stack.url());
     let sign_in = || async {
         api.sign_in("admin", stack.admin_email(), stack.admin_password())
@@ -189,17 +235,12 @@ async fn import(
         bail!("the import did not invite every row: {}", status.json);
     }
     let peak_kib = peak_kib(pid).context("reading the csv-import process's peak memory")?;
-    let sdk = if with_sdk_loop {
-        Some(bare_sdk_loop(&stack.dynamodb_client(), stack.table_name(), rows).await?)
-    } else {
-        None
-    };
     Ok(Figures {
         rows,
         bytes,
         import,
         peak_kib,
-        sdk,
+        sdk: Sdk::Skipped,
     })
 }
 

@@ -30,13 +30,13 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
     ("csv-import", "CSV import at scale"),
 ];
 
-async fn run_one(name: &str, ctx: &Ctx) -> Result<String> {
+async fn run_one(name: &str, ctx: &Ctx, sink: &report::Sink<'_>) -> Result<String> {
     match name {
         "requests" => requests::run(ctx).await,
         "cold-start" => cold_start::run(ctx).await,
         "argon2" => argon2_share::run(ctx).await,
         "load" => load::run(ctx).await,
-        "csv-import" => csv_import::run(ctx).await,
+        "csv-import" => csv_import::run(ctx, sink).await,
         other => anyhow::bail!("no benchmark named {other:?}"),
     }
 }
@@ -131,27 +131,23 @@ async fn run(names: Vec<String>, out: Option<std::path::PathBuf>) -> Result<bool
             .unwrap_or(name.as_str());
         println!("== {title} ({name})");
         let started = std::time::Instant::now();
-        match run_one(name, &ctx).await {
-            Ok(mut body) => {
-                // What the figures mean (e.g. why a route is above the floor): prose written
-                // from the code, in bench/notes/NAME.md, so it can be corrected without a
-                // release rebuild. Everything above it is measured.
-                let notes = ctx
-                    .paths
-                    .root
-                    .join("bench/notes")
-                    .join(format!("{name}.md"));
-                if let Ok(text) = std::fs::read_to_string(&notes) {
-                    body = format!("{}\n\n{}", body.trim_end(), text.trim_end());
-                }
-                let section =
-                    report::section(name, title, &source, &ctx.paths.root, &ctx.bin_dir, &body);
+        let sink = report::Sink {
+            out: &out,
+            header: &header,
+            source: &source,
+            root: &ctx.paths.root,
+            bin_dir: &ctx.bin_dir,
+            name,
+            title,
+        };
+        match run_one(name, &ctx, &sink).await {
+            Ok(body) => {
                 println!("{body}");
                 println!(
                     "== {name}: done in {:.1} s\n",
                     started.elapsed().as_secs_f64()
                 );
-                report::write(&out, &header, name, &section)?;
+                sink.write(&body)?;
             }
             Err(e) => {
                 all_ok = false;

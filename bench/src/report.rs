@@ -86,8 +86,45 @@ impl Source {
     }
 }
 
+/// Where one benchmark's section goes in BENCHMARKS.md. Written when the benchmark ends, and
+/// by a long one after each finished part, so that a run cut short keeps what it measured.
+pub struct Sink<'a> {
+    pub out: &'a Path,
+    pub header: &'a str,
+    pub source: &'a Source,
+    pub root: &'a Path,
+    pub bin_dir: &'a Path,
+    pub name: &'a str,
+    pub title: &'a str,
+}
+
+impl Sink<'_> {
+    /// Writes `body` as the section, followed by what the figures mean: prose written from
+    /// the code, in bench/notes/NAME.md, so it can be corrected without a release rebuild.
+    /// Everything above it is measured.
+    pub fn write(&self, body: &str) -> Result<()> {
+        let notes = self
+            .root
+            .join("bench/notes")
+            .join(format!("{}.md", self.name));
+        let body = match std::fs::read_to_string(&notes) {
+            Ok(text) => format!("{}\n\n{}", body.trim_end(), text.trim_end()),
+            Err(_) => body.to_owned(),
+        };
+        let section = section(
+            self.name,
+            self.title,
+            self.source,
+            self.root,
+            self.bin_dir,
+            &body,
+        );
+        write(self.out, self.header, self.name, &section)
+    }
+}
+
 /// One benchmark's section: title, when and at which commit, then its figures.
-pub fn section(
+fn section(
     name: &str,
     title: &str,
     source: &Source,
@@ -111,7 +148,7 @@ pub fn section(
 }
 
 /// Rewrites `path`: the header, and `name`'s section in place (or appended).
-pub fn write(path: &Path, header: &str, name: &str, section: &str) -> Result<()> {
+fn write(path: &Path, header: &str, name: &str, section: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let rest = match old.find(HEADER_END) {
         Some(at) => old[at + HEADER_END.len()..].to_owned(),
