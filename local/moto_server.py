@@ -10,6 +10,10 @@
    milliseconds of CPU per event, which made moto, not the code under test, the bottleneck of
    a large CSV import (one lifecycle event per row). Parses are cached here; a parsed path is
    an immutable expression, so reusing it changes nothing else.
+3. S3 answers UploadPart and CompleteMultipartUpload for an upload id it does not know (an
+   aborted upload) with 404 NoSuchUpload; moto raises a KeyError, which reaches the client as
+   a 500. The import tells the two apart (it writes its report again when the upload is gone),
+   so the local S3 answers as S3 does.
 """
 
 import functools
@@ -17,7 +21,7 @@ import sys
 
 import jsonpath_ng.ext
 from moto.s3 import models
-from moto.s3.exceptions import MissingBucket
+from moto.s3.exceptions import MissingBucket, NoSuchUpload
 from moto.server import main
 
 _status = models.FakeKey.status
@@ -31,6 +35,22 @@ def _status_or_none(key):
 
 
 models.FakeKey.status = property(_status_or_none, _status.fset)
+
+
+def _known_upload(method):
+    @functools.wraps(method)
+    def checked(self, bucket_name, multipart_id, *args, **kwargs):
+        if multipart_id not in self.get_bucket(bucket_name).multiparts:
+            raise NoSuchUpload(upload_id=multipart_id)
+        return method(self, bucket_name, multipart_id, *args, **kwargs)
+
+    return checked
+
+
+models.S3Backend.upload_part = _known_upload(models.S3Backend.upload_part)
+models.S3Backend.complete_multipart_upload = _known_upload(
+    models.S3Backend.complete_multipart_upload
+)
 
 # moto.events.utils imports `parse` from jsonpath_ng.ext at each call, so it gets this one.
 jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)

@@ -21,6 +21,7 @@ pub struct TestStack {
     gateway: Gateway,
     url: String,
     table_name: String,
+    upload_bucket: String,
     aws: Aws,
     endpoints: Endpoints,
     admin_email: String,
@@ -73,6 +74,11 @@ impl TestStack {
 
     pub fn table_name(&self) -> &str {
         &self.table_name
+    }
+
+    /// Where import files are uploaded and reports written (`UPLOAD_BUCKET`).
+    pub fn upload_bucket(&self) -> &str {
+        &self.upload_bucket
     }
 
     pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
@@ -283,6 +289,7 @@ impl TestStackBuilder {
             url: gateway.url(),
             gateway,
             table_name,
+            upload_bucket: prepared.upload_bucket,
             aws,
             endpoints,
             admin_email: prepared.admin_email.0,
