@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -27,12 +28,30 @@ pub enum UploadError {
         operation: &'static str,
         message: String,
     },
+    /// The multipart upload a report was going on with no longer exists: aborted by hand or
+    /// by the bucket's lifecycle rule. Its parts are gone; the report must start again.
+    #[error("s3 {operation} failed: the multipart upload no longer exists")]
+    UploadGone { operation: &'static str },
 }
 
 fn s3_error(operation: &'static str, err: impl std::fmt::Display) -> UploadError {
     UploadError::S3 {
         operation,
         message: err.to_string(),
+    }
+}
+
+/// A failed request on a multipart upload: `UploadGone` when S3 says the upload id is
+/// unknown, so that the caller can start the report again rather than retry forever.
+fn multipart_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> UploadError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if err.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload") {
+        UploadError::UploadGone { operation }
+    } else {
+        s3_error(operation, aws_sdk_s3::error::DisplayErrorContext(err))
     }
 }
 
@@ -226,7 +245,7 @@ impl ReportWriter<'_> {
         let upload = self.upload.insert(upload);
         // After a failed part the buffered lines are gone: the caller gives up this writer
         // and a rerun reads them again from the last recorded progress.
-        let out = sent.map_err(|e| s3_error("upload part", e))?;
+        let out = sent.map_err(|e| multipart_error("upload part", e))?;
         upload.etags.push(out.e_tag.unwrap_or_default());
         Ok(upload)
     }
@@ -275,7 +294,7 @@ impl ReportWriter<'_> {
             )
             .send()
             .await
-            .map_err(|e| s3_error("complete multipart upload", e))?;
+            .map_err(|e| multipart_error("complete multipart upload", e))?;
         Ok(())
     }
 }

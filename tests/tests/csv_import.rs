@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use latchkey_local::faults::{Fault, FaultPlan};
 use latchkey_tests::*;
 use serde_json::{Value, json};
 
@@ -324,18 +325,28 @@ async fn an_import_that_outlasts_its_invocation_continues_in_the_next_without_ga
 /// import records each part, hands on to its continuation, and the report reads back whole.
 #[tokio::test]
 async fn a_report_that_outlasts_its_invocation_is_finished_by_the_next_without_gaps() {
-    // Rejected rows with the longest cells the report keeps: about 600 bytes a line, so
-    // 10,000 of them are more than one 5 MiB part.
-    let rows = 10_000;
-    let file: String = std::iter::once("email,role\n".to_owned())
-        .chain((0..rows).map(|i| format!("{i:05}{}, {i:05}{}\n", "e".repeat(300), "r".repeat(300))))
-        .collect();
+    let (_stack, import) = import_pausing_after_every_step(two_parts_of_rejected_rows()).await;
 
-    let (_stack, import) = import_pausing_after_every_step(file).await;
+    assert_two_part_report_of_every_line(&import).await;
+}
 
+/// Rejected rows with the longest cells the report keeps: about 600 bytes a line, so the
+/// report of these 10,000 is more than one 5 MiB part and less than two.
+fn two_parts_of_rejected_rows() -> String {
+    std::iter::once("email,role\n".to_owned())
+        .chain(
+            (0..TWO_PARTS_ROWS)
+                .map(|i| format!("{i:05}{}, {i:05}{}\n", "e".repeat(300), "r".repeat(300))),
+        )
+        .collect()
+}
+
+const TWO_PARTS_ROWS: usize = 10_000;
+
+async fn assert_two_part_report_of_every_line(import: &Value) {
     assert_eq!(
         (&import["total"], &import["rejected"]),
-        (&json!(rows), &json!(rows))
+        (&json!(TWO_PARTS_ROWS), &json!(TWO_PARTS_ROWS))
     );
     let resp = reqwest::get(import["report_url"].as_str().unwrap())
         .await
@@ -346,7 +357,79 @@ async fn a_report_that_outlasts_its_invocation_is_finished_by_the_next_without_g
         .trim_matches('"')
         .to_owned();
     assert!(etag.ends_with("-2"), "uploaded in two parts: ETag {etag}");
-    assert_every_line_once_in_order(&resp.text().await.unwrap(), rows);
+    assert_every_line_once_in_order(&resp.text().await.unwrap(), TWO_PARTS_ROWS);
+}
+
+/// The multipart upload of a half-written report can vanish between invocations (aborted by
+/// hand, or by the bucket's lifecycle rule after two days): the import does not retry the
+/// dead upload forever, it writes the report again from its first line.
+#[tokio::test]
+async fn a_report_whose_upload_was_aborted_between_invocations_is_written_again_whole() {
+    let (stack, proxy) = TestStack::builder()
+        .env("IMPORT_RESERVE_SECONDS", "100000")
+        .start_with_fault_proxy()
+        .await
+        .unwrap();
+    // Reading row markers back (a Query per 1,000 lines) is slowed, so the continuation that
+    // finishes the report is still reading when the first part's upload is aborted below.
+    proxy.set(FaultPlan::new().always("Query", Fault::Latency(Duration::from_millis(500))));
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (id, url) = start_import(&api, &admin, &tenant, false).await;
+
+    upload(&url, two_parts_of_rejected_rows().into_bytes()).await;
+    // Once the import has recorded its first report part, abort that part's upload.
+    let aborted = abort_report_upload_once_a_part_is_recorded(&stack, &id).await;
+    let import = finished(&api, &admin, &id).await;
+
+    assert!(aborted, "the report's upload was aborted midway");
+    assert_eq!(import["status"], "completed", "{import}");
+    assert_two_part_report_of_every_line(&import).await;
+}
+
+/// Waits until import `id` has recorded report progress (a part is in), then aborts every
+/// unfinished upload under `reports/`; whether there was one to abort.
+async fn abort_report_upload_once_a_part_is_recorded(stack: &TestStack, id: &str) -> bool {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let dynamodb = stack.dynamodb_client();
+    let s3 = &stack.aws().s3;
+    let bucket = stack.upload_bucket();
+    for _ in 0..30_000 {
+        let item = dynamodb
+            .get_item()
+            .table_name(stack.table_name())
+            .key("PK", AttributeValue::S(format!("IMPORT#{id}")))
+            .key("SK", AttributeValue::S("IMPORT".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        if item
+            .item()
+            .is_some_and(|i| i.contains_key("report_progress"))
+        {
+            let listed = s3
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix("reports/")
+                .send()
+                .await
+                .unwrap();
+            for upload in listed.uploads() {
+                s3.abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(upload.key().unwrap())
+                    .upload_id(upload.upload_id().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            return !listed.uploads().is_empty();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 #[tokio::test]
@@ -422,6 +505,41 @@ async fn an_import_killed_midway_and_rerun_loses_no_row_and_mails_no_row_twice()
     assert_eq!(
         import["emails_sent"].as_u64().unwrap() as usize + unconfirmed,
         rows
+    );
+}
+
+/// A writer taken up from a recorded state whose upload was aborted says so, rather than
+/// failing like any other S3 error: the import starts its report again on that error only.
+#[tokio::test]
+async fn a_resumed_report_whose_upload_was_aborted_says_the_upload_is_gone() {
+    let stack = TestStack::builder().bootstrap(false).start().await.unwrap();
+    let bucket = unique("reports");
+    stack.aws().ensure_bucket(&bucket).await.unwrap();
+    let uploads = latchkey::uploads::Uploads::with_client(stack.aws().s3.clone(), &bucket);
+    let mut report = uploads.start_report("reports/t/gone.csv");
+    report.write(&vec![b'x'; latchkey::uploads::MIN_PART_BYTES]);
+    let state = report.send_part().await.unwrap().clone();
+    stack
+        .aws()
+        .s3
+        .abort_multipart_upload()
+        .bucket(&bucket)
+        .key("reports/t/gone.csv")
+        .upload_id(&state.upload_id)
+        .send()
+        .await
+        .unwrap();
+
+    let mut resumed = uploads.resume_report("reports/t/gone.csv", Some(state));
+    resumed.write(b"the last lines\n");
+    let finished = resumed.finish().await;
+
+    assert!(
+        matches!(
+            finished,
+            Err(latchkey::uploads::UploadError::UploadGone { .. })
+        ),
+        "{finished:?}"
     );
 }
 

@@ -592,24 +592,24 @@ impl<M: Mailer> Job<'_, M> {
         Ok(saved)
     }
 
-    /// Writes the report from the row markers and ends the import. A report longer than
-    /// one part records its progress after each part, and pauses there when the invocation
-    /// is nearly out of time: a million-row report outlasts what is left after the rows.
-    async fn finish(
+    /// Writes the report, going on from `resumed` if an earlier invocation began it.
+    /// `Some(outcome)` when this invocation stops before the end (paused, or lease lost).
+    async fn write_report(
         &self,
-        failure: Option<String>,
+        key: &str,
+        resumed: Option<&ReportProgress>,
+        failure: &Option<String>,
         deadline: Instant,
-    ) -> Result<Outcome, ImportError> {
+    ) -> Result<Option<Outcome>, ImportError> {
         let store = &self.importer.app.store;
         let uploads = &self.importer.uploads;
-        let key = uploads::report_key(&self.import.tenant, &self.import.id);
-        let (mut report, mut through) = match &self.import.report_progress {
+        let (mut report, mut through) = match resumed {
             Some(progress) => (
-                uploads.resume_report(&key, Some(progress.upload.clone())),
+                uploads.resume_report(key, Some(progress.upload.clone())),
                 Some(progress.through),
             ),
             None => {
-                let mut report = uploads.start_report(&key);
+                let mut report = uploads.start_report(key);
                 report.write(REPORT_HEADER.as_bytes());
                 (report, None)
             }
@@ -627,10 +627,10 @@ impl<M: Mailer> Job<'_, M> {
                     .save_report_progress(&self.import.id, &self.owner, &progress, now() + lease)
                     .await?
                 {
-                    return Ok(Outcome::Skipped);
+                    return Ok(Some(Outcome::Skipped));
                 }
                 if self.out_of_time(deadline) {
-                    return self.pause().await;
+                    return self.pause().await.map(Some);
                 }
             }
             let (rows, next) = store.import_rows(&self.import.id, through, 1000).await?;
@@ -645,6 +645,32 @@ impl<M: Mailer> Job<'_, M> {
             }
         }
         report.finish().await?;
+        Ok(None)
+    }
+
+    /// Writes the report from the row markers and ends the import. A report longer than
+    /// one part records its progress after each part, and pauses there when the invocation
+    /// is nearly out of time: a million-row report outlasts what is left after the rows.
+    async fn finish(
+        &self,
+        failure: Option<String>,
+        deadline: Instant,
+    ) -> Result<Outcome, ImportError> {
+        let store = &self.importer.app.store;
+        let key = uploads::report_key(&self.import.tenant, &self.import.id);
+        let resumed = self.import.report_progress.as_ref();
+        let written = match self.write_report(&key, resumed, &failure, deadline).await {
+            // The upload an earlier invocation began is gone (aborted, or expired by the
+            // bucket's lifecycle rule) and its parts with it: write the report again, once.
+            Err(ImportError::Upload(UploadError::UploadGone { operation })) => {
+                tracing::warn!(operation, "report upload gone; writing the report again");
+                self.write_report(&key, None, &failure, deadline).await?
+            }
+            other => other?,
+        };
+        if let Some(stopped) = written {
+            return Ok(stopped);
+        }
         let status = match failure {
             None => ImportStatus::Completed,
             Some(_) => ImportStatus::Failed,
