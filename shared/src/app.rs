@@ -183,6 +183,32 @@ impl<T: Send + Sync + 'static> Warm<T> {
     }
 }
 
+/// What an HTTP function does with a request once its instance is built.
+pub type HttpHandler<T> = for<'a> fn(
+    &'a T,
+    lambda_http::Request,
+) -> Pin<
+    Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + Send + 'a>,
+>;
+
+/// Runs an HTTP function: each request waits for the instance's [`Warm`] value and goes to
+/// `handle`, or gets a 503 while that value cannot be built.
+pub async fn serve_http<T: Send + Sync + 'static>(
+    warm: Warm<T>,
+    handle: HttpHandler<T>,
+) -> Result<(), lambda_http::Error> {
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        let warm = warm.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(match warm.get_or_unavailable().await {
+                Ok(built) => handle(built, req).await,
+                Err(unavailable) => unavailable,
+            })
+        }
+    }))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,12 +3,10 @@
 //! GET /v1/imports/{import_id}). The rules live in `latchkey::ops::imports`; this binary only
 //! wires them to the runtime.
 
-use std::convert::Infallible;
-
-use latchkey::app::{App, Warm};
+use latchkey::app::{App, Warm, serve_http};
 use latchkey::config::{Config, ImportConfig};
 use latchkey::https;
-use latchkey::lambda_http::{self, Error, service_fn};
+use latchkey::lambda_http::Error;
 use latchkey::ops::imports::{self, Imports};
 use latchkey::uploads::Uploads;
 
@@ -28,14 +26,5 @@ async fn main() -> Result<(), Error> {
             })
         }
     });
-    lambda_http::run(service_fn(move |req| {
-        let imports = imports.clone();
-        async move {
-            Ok::<_, Infallible>(match imports.get_or_unavailable().await {
-                Ok(imports) => imports::handle(imports, req).await,
-                Err(unavailable) => unavailable,
-            })
-        }
-    }))
-    .await
+    serve_http(imports, |built, req| Box::pin(imports::handle(built, req))).await
 }

@@ -1,11 +1,9 @@
 //! Lambda `invite`: Invites people by email (POST /v1/tenants/{tenant}/invitations).
 //! The rules live in `latchkey::ops::invite`; this binary only wires them to the runtime.
 
-use std::convert::Infallible;
-
-use latchkey::app::{App, Warm};
+use latchkey::app::{App, Warm, serve_http};
 use latchkey::config::Config;
-use latchkey::lambda_http::{self, Error, service_fn};
+use latchkey::lambda_http::Error;
 use latchkey::ops::invite;
 
 #[tokio::main]
@@ -13,14 +11,5 @@ async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
     let app = Warm::start(move || App::build(config.clone()));
-    lambda_http::run(service_fn(move |req| {
-        let app = app.clone();
-        async move {
-            Ok::<_, Infallible>(match app.get_or_unavailable().await {
-                Ok(app) => invite::handle(app, req).await,
-                Err(unavailable) => unavailable,
-            })
-        }
-    }))
-    .await
+    serve_http(app, |app, req| Box::pin(invite::handle(app, req))).await
 }
