@@ -3,7 +3,7 @@
 //! Streaming: records are read one at a time from any [`Read`], so the same reader serves a
 //! 1 MiB preview body and a million-row file from S3 in bounded memory (one row, plus the
 //! `csv` crate's buffer). It accepts what spreadsheets produce: UTF-8 with or without a BOM,
-//! CRLF or LF, quoted fields (with commas or line breaks inside), the header in any column
+//! CRLF, LF or a lone CR (old Mac exports), quoted fields (with commas or line breaks inside), the header in any column
 //! order and any case, extra columns (ignored) and blank lines (skipped). Cells are trimmed;
 //! nothing is ever evaluated, so `=HYPERLINK(...)` is just text (which the row checks then
 //! refuse as an email address).
@@ -82,11 +82,15 @@ pub struct Columns {
 }
 
 /// Where a reader stands between two rows: resuming at `offset` with `lines_before` line
-/// feeds already counted reads the rest of the file with the same line numbers.
+/// breaks already counted reads the rest of the file with the same line numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     pub offset: u64,
     pub lines_before: u64,
+    /// The byte before `offset` is a CR: an LF at `offset` ends the same line, not another.
+    /// (Absent from checkpoints written before lone CRs counted as line breaks.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_cr: bool,
 }
 
 impl<R: Read> CsvRows<R> {
@@ -133,12 +137,14 @@ impl<R: Read> CsvRows<R> {
         Position {
             offset: self.base_offset + window.offset,
             lines_before: window.newlines,
+            after_cr: window.after_cr,
         }
     }
 
     fn reader(input: R, at: Position, columns: Columns) -> Self {
         let window = Arc::new(Mutex::new(Window {
             newlines: at.lines_before,
+            after_cr: at.after_cr,
             ..Window::default()
         }));
         let reader = csv::ReaderBuilder::new()
@@ -260,8 +266,10 @@ struct Window {
     bytes: VecDeque<u8>,
     /// Absolute offset of `bytes[0]` in the input.
     offset: u64,
-    /// Line feeds before `offset`.
+    /// Line breaks before `offset`: each LF, each CR, and a CRLF once.
     newlines: u64,
+    /// The byte before `offset` is a CR.
+    after_cr: bool,
 }
 
 impl Window {
@@ -271,10 +279,19 @@ impl Window {
             if byte != b'\n' && byte != b'\r' {
                 break;
             }
-            self.newlines += u64::from(byte == b'\n');
-            self.offset += 1;
+            self.pass(byte);
             self.bytes.pop_front();
         }
+    }
+
+    /// Moves `offset` past `byte`, counting the line it ends. The `csv` crate ends a record
+    /// at LF, CR or CRLF, so a file saved with lone CRs has one row per line like any other.
+    fn pass(&mut self, byte: u8) {
+        if byte == b'\r' || (byte == b'\n' && !self.after_cr) {
+            self.newlines += 1;
+        }
+        self.after_cr = byte == b'\r';
+        self.offset += 1;
     }
 
     /// The line the current record starts on.
@@ -288,8 +305,11 @@ impl Window {
         let n = usize::try_from(end.saturating_sub(self.offset))
             .unwrap_or(usize::MAX)
             .min(self.bytes.len());
-        self.newlines += self.bytes.drain(..n).filter(|&b| b == b'\n').count() as u64;
-        self.offset += n as u64;
+        for _ in 0..n {
+            if let Some(byte) = self.bytes.pop_front() {
+                self.pass(byte);
+            }
+        }
         self.skip_blank_lines();
     }
 }
@@ -662,33 +682,84 @@ mod tests {
         }
     }
 
+    /// Hands out one byte per read, so that a reader can stop between the CR and the LF of
+    /// a line break.
+    struct ByteByByte<'a>(&'a [u8]);
+
+    impl Read for ByteByByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     #[test]
     fn resuming_at_any_row_reads_the_rest_with_the_same_line_numbers() {
-        let inputs: [&[u8]; 4] = [
+        let inputs: [&[u8]; 6] = [
             b"email,role\nada@example.com,member\ngrace@example.com,admin\nbob@example.com,\n",
             b"\xef\xbb\xbfrole,EMAIL\r\nmember,ada@example.com\r\n\r\n\r\nadmin,grace@example.com\r\nx,bob@example.com",
             b"email,note\n\"ada@example.com\",\"two\nlines\"\n\n,\ngrace@example.com,\"a,b\"\nbob@example.com,x\n",
             b"email\nada@example.com\n\n\n\ngrace@example.com\n",
+            b"email,role\rada@example.com,member\r\rgrace@example.com,admin\rbob@example.com\r",
+            b"email\r\nada@example.com\rgrace@example.com\n\r\nbob@example.com\r\n",
         ];
         for input in inputs {
             let whole = read_all(input).unwrap();
             for k in 0..whole.len() {
-                let mut first = CsvRows::new(input).unwrap();
-                let columns = first.columns();
-                let head: Vec<_> = first.by_ref().take(k).map(Result::unwrap).collect();
-                let at = first.position();
-                let rest: Vec<_> = CsvRows::resume(&input[at.offset as usize..], at, columns)
-                    .map(Result::unwrap)
-                    .collect();
+                for byte_by_byte in [false, true] {
+                    let mut first = if byte_by_byte {
+                        CsvRows::new(Box::new(ByteByByte(input)) as Box<dyn Read>)
+                    } else {
+                        CsvRows::new(Box::new(input) as Box<dyn Read>)
+                    }
+                    .unwrap();
+                    let columns = first.columns();
+                    let head: Vec<_> = first.by_ref().take(k).map(Result::unwrap).collect();
+                    let at = first.position();
+                    let rest: Vec<_> = CsvRows::resume(&input[at.offset as usize..], at, columns)
+                        .map(Result::unwrap)
+                        .collect();
 
-                let joined: Vec<_> = head.into_iter().chain(rest).collect();
-                assert_eq!(
-                    joined,
-                    whole,
-                    "resumed after {k} rows of {:?}",
-                    String::from_utf8_lossy(input)
-                );
+                    let joined: Vec<_> = head.into_iter().chain(rest).collect();
+                    assert_eq!(
+                        joined,
+                        whole,
+                        "resumed after {k} rows (read byte by byte: {byte_by_byte}) of {:?}",
+                        String::from_utf8_lossy(input)
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn lone_cr_line_endings_give_the_same_rows_and_lines() {
+        check(&[
+            (
+                b"email,role\rada@example.com,member\rgrace@example.com,admin\r",
+                vec![
+                    row(2, "ada@example.com", Some("member")),
+                    row(3, "grace@example.com", Some("admin")),
+                ],
+            ),
+            (
+                b"email\r\r\rada@example.com\r\"two\rlines\"\rgrace@example.com",
+                vec![
+                    row(4, "ada@example.com", None),
+                    row(5, "two\rlines", None),
+                    row(7, "grace@example.com", None),
+                ],
+            ),
+            (
+                b"email\r\nada@example.com\rgrace@example.com\nbob@example.com\r\n",
+                vec![
+                    row(2, "ada@example.com", None),
+                    row(3, "grace@example.com", None),
+                    row(4, "bob@example.com", None),
+                ],
+            ),
+        ]);
     }
 }

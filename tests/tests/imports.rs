@@ -166,6 +166,28 @@ async fn a_messy_real_world_file_gets_exact_per_row_results_and_changes_nothing(
     assert!(stack.mail_to(&ada).await.unwrap().is_empty());
 }
 
+/// Excel for Mac's older "CSV" format ends lines with a lone CR.
+#[tokio::test]
+async fn a_file_with_old_mac_line_endings_previews_one_row_per_line() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (ada, grace) = (unique_email("ada"), unique_email("grace"));
+    let file = format!("email,role\r{ada},member\r\r{grace},admin\r");
+
+    let resp = preview(&api, &admin, &tenant, "text/csv", file.into_bytes()).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let lines: Vec<(Value, Value)> = resp.json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].clone(), r["email"].clone()))
+        .collect();
+    assert_eq!(lines, [(json!(2), json!(ada)), (json!(4), json!(grace))]);
+}
+
 #[tokio::test]
 async fn file_level_failures_get_their_precise_problem() {
     let stack = TestStack::start().await.unwrap();
