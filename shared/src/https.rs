@@ -27,7 +27,7 @@ use crate::config::TlsRoots;
 pub const AWS_ROOTS_PEM: &str = include_str!("../certs/aws-roots.pem");
 
 /// The trust store for `roots`.
-pub fn trust_store(roots: TlsRoots) -> TrustStore {
+fn trust_store(roots: TlsRoots) -> TrustStore {
     match roots {
         TlsRoots::Aws => TrustStore::empty().with_pem_certificate(AWS_ROOTS_PEM),
         TlsRoots::Native => TrustStore::default(),
@@ -37,7 +37,7 @@ pub fn trust_store(roots: TlsRoots) -> TrustStore {
 /// The SDK's default HTTPS client (rustls on aws-lc, proxy settings from the environment, the
 /// per-client timeouts) with the trust store of `roots`. Connectors are still built lazily,
 /// one per distinct set of timeouts, by the SDK.
-pub fn client(roots: TlsRoots) -> SharedHttpClient {
+fn client(roots: TlsRoots) -> SharedHttpClient {
     client_trusting(trust_store(roots))
 }
 
@@ -46,6 +46,8 @@ fn client_trusting(store: TrustStore) -> SharedHttpClient {
         .with_trust_store(store)
         .build()
         .expect("building a TLS context only stores its arguments");
+    // Read once: the SDK builds a connector per distinct set of timeouts.
+    let proxy = ProxyConfig::from_env();
     Builder::new().build_with_connector_fn(move |settings, components| {
         let mut connector = Connector::builder()
             .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
@@ -54,7 +56,7 @@ fn client_trusting(store: TrustStore) -> SharedHttpClient {
         if let Some(components) = components {
             connector.set_sleep_impl(components.sleep_impl());
         }
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.set_proxy_config(Some(proxy.clone()));
         connector.build()
     })
 }
