@@ -156,8 +156,9 @@ pub enum Role {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoleError {
-    #[error("'{0}' is not a role; use one of: team_admin, admin, member.")]
-    Unknown(String),
+    /// `allowed` lists the roles of the tenant the role was meant for, when that is known.
+    #[error("'{raw}' is not a role; use one of: {allowed}.")]
+    Unknown { raw: String, allowed: &'static str },
     #[error("The role team_admin exists only in tenant admin; use admin or member.")]
     NotInTenant,
 }
@@ -168,13 +169,23 @@ impl Role {
             "team_admin" => Ok(Self::TeamAdmin),
             "admin" => Ok(Self::Admin),
             "member" => Ok(Self::Member),
-            _ => Err(RoleError::Unknown(truncate_for_message(raw))),
+            _ => Err(RoleError::Unknown {
+                raw: truncate_for_message(raw),
+                allowed: "team_admin, admin, member",
+            }),
         }
     }
 
     /// Parses a role and checks that it exists in `tenant`.
     pub fn parse_for(raw: &str, tenant: &TenantId) -> Result<Self, RoleError> {
-        let role = Self::parse(raw)?;
+        // A customer tenant's admin should not be offered a role it cannot have.
+        let role = Self::parse(raw).map_err(|e| match e {
+            RoleError::Unknown { raw, .. } if !tenant.is_admin() => RoleError::Unknown {
+                raw,
+                allowed: "admin, member",
+            },
+            e => e,
+        })?;
         if role == Self::TeamAdmin && !tenant.is_admin() {
             return Err(RoleError::NotInTenant);
         }
@@ -392,9 +403,27 @@ mod tests {
             Ok(Role::TeamAdmin)
         );
         assert_eq!(Role::parse_for("Admin", &acme), Ok(Role::Admin));
-        assert!(matches!(Role::parse("owner"), Err(RoleError::Unknown(_))));
+        assert!(matches!(
+            Role::parse("owner"),
+            Err(RoleError::Unknown { .. })
+        ));
     }
 
+    #[test]
+    fn an_unknown_role_is_answered_with_the_roles_of_the_tenant_it_was_meant_for() {
+        let acme = TenantId::parse("acme").unwrap();
+        let cases = [
+            (&acme, "'owner' is not a role; use one of: admin, member."),
+            (
+                &TenantId::admin(),
+                "'owner' is not a role; use one of: team_admin, admin, member.",
+            ),
+        ];
+        for (tenant, message) in cases {
+            let error = Role::parse_for("owner", tenant).unwrap_err();
+            assert_eq!(error.to_string(), message, "tenant {tenant}");
+        }
+    }
     #[test]
     fn user_ids_round_trip_and_reject_other_shapes() {
         let id = UserId::generate();
