@@ -317,6 +317,10 @@ fn print_banner(running: &Running) {
         "  Invoke     cargo lambda invoke bootstrap --invoke-port {} --data-ascii '{{}}'",
         running.gateway.addr().port()
     );
+    // scripts/install.sh puts cargo-lambda in the project's venv, not on the user's PATH.
+    println!(
+        "             (cargo-lambda is in .local/venv/bin: export PATH=\"$PWD/.local/venv/bin:$PATH\")"
+    );
     println!();
     println!("Ctrl-C stops everything.");
 }
