@@ -508,14 +508,21 @@ async fn an_import_killed_midway_and_rerun_loses_no_row_and_mails_no_row_twice()
     );
 }
 
-/// A writer taken up from a recorded state whose upload was aborted says so, rather than
-/// failing like any other S3 error: the import starts its report again on that error only.
-#[tokio::test]
-async fn a_resumed_report_whose_upload_was_aborted_says_the_upload_is_gone() {
+/// A stack (no bootstrap admin), a fresh bucket on moto's S3, and the report writer over it:
+/// what the writer-level tests below exercise directly, without an import around it.
+async fn report_writer() -> (TestStack, String, latchkey::uploads::Uploads) {
     let stack = TestStack::builder().bootstrap(false).start().await.unwrap();
     let bucket = unique("reports");
     stack.aws().ensure_bucket(&bucket).await.unwrap();
     let uploads = latchkey::uploads::Uploads::with_client(stack.aws().s3.clone(), &bucket);
+    (stack, bucket, uploads)
+}
+
+/// A writer taken up from a recorded state whose upload was aborted says so, rather than
+/// failing like any other S3 error: the import starts its report again on that error only.
+#[tokio::test]
+async fn a_resumed_report_whose_upload_was_aborted_says_the_upload_is_gone() {
+    let (stack, bucket, uploads) = report_writer().await;
     let mut report = uploads.start_report("reports/t/gone.csv");
     report.write(&vec![b'x'; latchkey::uploads::MIN_PART_BYTES]);
     let state = report.send_part().await.unwrap().clone();
@@ -548,10 +555,7 @@ async fn a_resumed_report_whose_upload_was_aborted_says_the_upload_is_gone() {
 /// reads back byte for byte (a 100,000-row import's report is about that long).
 #[tokio::test]
 async fn a_report_longer_than_one_part_is_uploaded_in_parts_resumed_and_reads_back_whole() {
-    let stack = TestStack::builder().bootstrap(false).start().await.unwrap();
-    let bucket = unique("reports");
-    stack.aws().ensure_bucket(&bucket).await.unwrap();
-    let uploads = latchkey::uploads::Uploads::with_client(stack.aws().s3.clone(), &bucket);
+    let (stack, bucket, uploads) = report_writer().await;
     // 12 MiB in chunks of about what 1,000 report lines take, each chunk distinct.
     let chunks: Vec<Vec<u8>> = (0..128u32)
         .map(|i| format!("{i:08}").repeat(12 * 1024).into_bytes())
