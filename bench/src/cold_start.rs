@@ -35,6 +35,8 @@ struct Binary {
     event: Option<&'static str>,
     polls: Vec<Duration>,
     answers: Vec<Duration>,
+    /// Minor page faults the process had taken when it first polled.
+    faults: Vec<u64>,
 }
 
 pub async fn run(ctx: &Ctx) -> Result<String> {
@@ -58,6 +60,7 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
         event: Some(PROBE_EVENT),
         polls: Vec::new(),
         answers: Vec::new(),
+        faults: Vec::new(),
     }];
     let mut missing = Vec::new();
     for function in &ctx.template.functions {
@@ -75,6 +78,7 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
             event: (!function.routes.is_empty()).then_some(PROBE_EVENT),
             polls: Vec::new(),
             answers: Vec::new(),
+            faults: Vec::new(),
         });
     }
     // One warm-up exec each (page cache, moto's first answer), then rounds over all
@@ -99,11 +103,13 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
             .await?;
             binary.polls.push(start.poll);
             binary.answers.extend(start.answer);
+            binary.faults.extend(start.faults);
         }
     }
     let hello = median(&mut binaries[0].polls.clone());
     let hello_answer = median(&mut binaries[0].answers.clone());
     let hello_size = binaries[0].size;
+    let hello_faults = median_count(&binaries[0].faults);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -116,14 +122,16 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
          SDK clients and fetch the signing secret (from Secrets Manager on moto) on a task of \
          their own beside it (`latchkey::app::Warm`). So the table also times the first \
          answer: each HTTP function (and the hello world) is handed one unauthenticated \
-         `GET` as its first event, which it can only answer once that init is done. Target: \
-         first poll at most {TARGET_RATIO}× the hello world.\n",
+         `GET` as its first event, which it can only answer once that init is done. Page \
+         faults are the minor faults (`minflt` of `/proc/<pid>/stat`, all threads) the process \
+         had taken when the stub saw its first poll. Target: first poll at most \
+         {TARGET_RATIO}× the hello world.\n",
         ctx.bin_dir.display()
     );
     out.push_str(
-        "| binary | first poll, median | p90 | min | × hello | first answer, median | × hello | size | × hello size |\n",
+        "| binary | first poll, median | p90 | min | × hello | first answer, median | × hello | size | × hello size | page faults by first poll | more than hello |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut worst: Option<(String, f64)> = None;
     let mut within = 0;
     for binary in &binaries {
@@ -148,9 +156,16 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
                 answer.as_secs_f64() / hello_answer.as_secs_f64()
             )
         };
+        let faults = match (median_count(&binary.faults), hello_faults) {
+            (Some(faults), Some(hello)) => {
+                format!("{faults} | {:+}", i128::from(faults) - i128::from(hello))
+            }
+            (Some(faults), None) => format!("{faults} | —"),
+            (None, _) => "— | —".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {:.2}× | {answer} | {:.1} MiB | {:.2}× |",
+            "| `{}` | {} | {} | {} | {:.2}× | {answer} | {:.1} MiB | {:.2}× | {faults} |",
             binary.name,
             ms(med),
             ms(percentile(&times, 0.9)),
@@ -201,17 +216,22 @@ const PROBE_EVENT: &str = r#"{"version":"2.0","routeKey":"$default","rawPath":"/
 struct ColdStart {
     poll: Duration,
     answer: Option<Duration>,
+    /// `None` when the process polled before its pid was known, or `/proc` was unreadable.
+    faults: Option<u64>,
 }
 
 #[derive(Default)]
 struct Seen {
     poll: Option<Duration>,
+    faults: Option<u64>,
     answer: Option<Result<Duration, String>>,
 }
 
 #[derive(Clone)]
 struct Stub {
     started: Instant,
+    /// The child's pid, once `spawn` has returned.
+    pid: Arc<Mutex<Option<u32>>>,
     event: Option<&'static str>,
     seen: Arc<Mutex<Seen>>,
     changed: Arc<Notify>,
@@ -243,10 +263,14 @@ fn stub_api(stub: Stub) -> Router {
 
 async fn stub_next(State(stub): State<Stub>) -> Response {
     let elapsed = stub.started.elapsed();
+    let pid = *stub.pid.lock().unwrap_or_else(|e| e.into_inner());
     let mut first = false;
     stub.note(|seen| {
         first = seen.poll.is_none();
-        seen.poll.get_or_insert(elapsed);
+        if first {
+            seen.poll = Some(elapsed);
+            seen.faults = pid.and_then(minor_faults);
+        }
     });
     match stub.event {
         Some(event) if first => {
@@ -319,6 +343,7 @@ async fn cold_start(
         .kill_on_drop(true);
     let stub = Stub {
         started: Instant::now(),
+        pid: Arc::default(),
         event,
         seen: Arc::default(),
         changed: Arc::default(),
@@ -328,6 +353,7 @@ async fn cold_start(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", path.display()))?;
+    *stub.pid.lock().unwrap_or_else(|e| e.into_inner()) = child.id();
     // The stub's clock started a moment before the exec; take that moment off.
     let offset = started.duration_since(stub.started);
     let done = async {
@@ -340,7 +366,7 @@ async fn cold_start(
                     None => seen.poll.is_some(),
                 };
                 if finished {
-                    return (seen.poll, seen.answer.clone());
+                    return (seen.poll, seen.faults, seen.answer.clone());
                 }
             }
             changed.await;
@@ -349,7 +375,7 @@ async fn cold_start(
     let outcome = tokio::time::timeout(Duration::from_secs(30), done).await;
     let _ = child.kill().await;
     server.abort();
-    let Ok((poll, answer)) = outcome else {
+    let Ok((poll, faults, answer)) = outcome else {
         bail!("{name} did not finish its cold start within 30 s");
     };
     let answer = match answer {
@@ -363,7 +389,27 @@ async fn cold_start(
     Ok(ColdStart {
         poll: poll - offset,
         answer,
+        faults,
     })
+}
+
+/// The minor page faults process `pid` has taken so far, all threads counted: field 10 of
+/// `/proc/<pid>/stat`, counted after the parenthesised command name (which may hold spaces).
+fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_minor_faults(&stat)
+}
+
+fn parse_minor_faults(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    // After the name come field 3 (state) onwards; minflt is field 10.
+    after_name.split_whitespace().nth(7)?.parse().ok()
+}
+
+fn median_count(counts: &[u64]) -> Option<u64> {
+    let mut counts = counts.to_vec();
+    counts.sort_unstable();
+    counts.get(counts.len() / 2).copied()
 }
 
 fn median(times: &mut [Duration]) -> Duration {
@@ -379,4 +425,34 @@ fn percentile(times: &[Duration], q: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minor_faults_are_read_after_a_command_name_holding_spaces_and_parentheses() {
+        // pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt ...
+        let cases = [
+            (
+                "4242 (invite) S 1 4242 4242 0 -1 4194560 279 0 0 0",
+                Some(279),
+            ),
+            (
+                "4242 (a b) c)) R 1 4242 4242 0 -1 4194560 31 7 0 0",
+                Some(31),
+            ),
+            ("4242 (invite) S 1 4242", None),
+            ("no parenthesis at all", None),
+        ];
+        for (stat, expected) in cases {
+            assert_eq!(parse_minor_faults(stat), expected, "{stat}");
+        }
+    }
+
+    #[test]
+    fn this_process_can_read_its_own_minor_faults() {
+        assert!(minor_faults(std::process::id()).is_some_and(|n| n > 0));
+    }
 }
