@@ -161,6 +161,9 @@ struct State {
     injected: BTreeMap<String, u64>,
     /// Requests without `x-amz-target`, per `METHOD /path`.
     untargeted: BTreeMap<String, u64>,
+    /// Requests being handled now, and the most there have been at once, per target.
+    in_flight: BTreeMap<String, u64>,
+    peak_in_flight: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -171,12 +174,19 @@ impl State {
             counts: BTreeMap::new(),
             injected: BTreeMap::new(),
             untargeted: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            peak_in_flight: BTreeMap::new(),
         }
     }
 
     /// Counts the request and decides what happens to it: (delay, fault other than latency).
     fn decide(&mut self, target: &str) -> (Duration, Option<Fault>) {
         *self.counts.entry(target.to_owned()).or_default() += 1;
+        let now = self.in_flight.entry(target.to_owned()).or_default();
+        *now += 1;
+        let now = *now;
+        let peak = self.peak_in_flight.entry(target.to_owned()).or_default();
+        *peak = (*peak).max(now);
         let mut delay = Duration::ZERO;
         let mut decided: Option<Fault> = None;
         for rule in &mut self.rules {
@@ -218,6 +228,21 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ends a request's count in flight when its handling ends, however it ends (answered,
+/// dropped, or its connection closed mid-way).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    target: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.shared.state().in_flight.get_mut(&self.target) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -318,12 +343,27 @@ impl FaultProxy {
         self.shared.state().untargeted.clone()
     }
 
-    /// Starts counting (requests and injected faults) from zero.
+    /// The most requests of one operation (`GetItem` or `DynamoDB_20120810.GetItem`) that
+    /// the proxy was handling at the same moment: 1 when a caller sends them one by one.
+    pub fn peak_in_flight(&self, operation: &str) -> u64 {
+        let name = operation_name(operation);
+        self.shared
+            .state()
+            .peak_in_flight
+            .iter()
+            .filter(|(target, _)| operation_name(target) == name)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Starts counting (requests, injected faults, the peak in flight) from zero.
     pub fn reset_counts(&self) {
         let mut state = self.shared.state();
         state.counts.clear();
         state.injected.clear();
         state.untargeted.clear();
+        state.peak_in_flight.clear();
     }
 }
 
@@ -379,6 +419,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Response<Body
             *state.untargeted.entry(key).or_default() += 1;
         }
         state.decide(&target)
+    };
+    let _in_flight = InFlight {
+        shared,
+        target: target.clone(),
     };
     let (parts, body) = req.into_parts();
     // Read the whole request first: the caller has sent it by the time anything fails.

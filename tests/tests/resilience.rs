@@ -371,6 +371,23 @@ async fn a_single_dropped_connection_during_sign_in_is_retried_by_the_sdk() {
     assert_table_consistent(&stack).await;
 }
 
+/// Sign-in reads the address's failure window and its email claim at once, not one after
+/// the other: with every read held for a while by the proxy, two are in flight together.
+#[tokio::test]
+async fn sign_in_reads_the_failure_window_beside_the_account() {
+    let (stack, proxy) = stack(&[]).await;
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_active_user(&stack, &api).await;
+
+    proxy.reset_counts();
+    proxy.set(FaultPlan::new().always(GET, Fault::Latency(Duration::from_millis(300))));
+    let resp = api.sign_in(&tenant, &email, PASSWORD).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(proxy.count(GET), 3, "{:?}", proxy.counts());
+    assert_eq!(proxy.peak_in_flight(GET), 2, "{:?}", proxy.counts());
+}
+
 #[tokio::test]
 async fn latency_of_200_ms_on_every_request_slows_the_service_but_breaks_nothing() {
     let (stack, proxy) = stack(&[]).await;
