@@ -388,6 +388,27 @@ async fn sign_in_reads_the_failure_window_beside_the_account() {
     assert_eq!(proxy.peak_in_flight(GET), 2, "{:?}", proxy.counts());
 }
 
+/// A failed sign-in reads as much for an address without an account as for one with: the
+/// time it takes must not tell which addresses have accounts.
+#[tokio::test]
+async fn a_failed_sign_in_makes_the_same_requests_whether_or_not_the_address_has_an_account() {
+    let (stack, proxy) = stack(&[]).await;
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_active_user(&stack, &api).await;
+
+    let mut requests = Vec::new();
+    for address in [email, unique_email("nobody")] {
+        proxy.reset_counts();
+        let resp = api
+            .sign_in(&tenant, &address, "not the password of anyone")
+            .await;
+        resp.assert_problem(401, "invalid_credentials");
+        requests.push(proxy.counts());
+    }
+
+    assert_eq!(requests[0], requests[1]);
+}
+
 #[tokio::test]
 async fn latency_of_200_ms_on_every_request_slows_the_service_but_breaks_nothing() {
     let (stack, proxy) = stack(&[]).await;

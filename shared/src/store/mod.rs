@@ -226,13 +226,6 @@ impl Store {
         }
     }
 
-    pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        match self.find_user_id(email).await? {
-            None => Ok(None),
-            Some(id) => self.get_user(&id).await,
-        }
-    }
-
     /// Creates the user and claims its email address in one transaction (with any `extra`
     /// writes, such as its audit record), so that two concurrent invitations of one address
     /// create exactly one account and nothing else.
