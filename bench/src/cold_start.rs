@@ -407,14 +407,12 @@ fn parse_minor_faults(stat: &str) -> Option<u64> {
 }
 
 fn median_count(counts: &[u64]) -> Option<u64> {
-    let mut counts = counts.to_vec();
-    counts.sort_unstable();
-    counts.get(counts.len() / 2).copied()
+    (!counts.is_empty()).then(|| median(&mut counts.to_vec()))
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+fn median<T: Ord + Copy>(values: &mut [T]) -> T {
+    values.sort_unstable();
+    values[values.len() / 2]
 }
 
 /// `times` must be sorted.

@@ -322,14 +322,7 @@ impl FaultProxy {
 
     /// Requests received for one operation (`GetItem` or `DynamoDB_20120810.GetItem`).
     pub fn count(&self, operation: &str) -> u64 {
-        let name = operation_name(operation);
-        self.shared
-            .state()
-            .counts
-            .iter()
-            .filter(|(target, _)| operation_name(target) == name)
-            .map(|(_, n)| n)
-            .sum()
+        of_operation(&self.shared.state().counts, operation).sum()
     }
 
     /// Requests answered by a fault (not latency) per `x-amz-target`.
@@ -346,13 +339,7 @@ impl FaultProxy {
     /// The most requests of one operation (`GetItem` or `DynamoDB_20120810.GetItem`) that
     /// the proxy was handling at the same moment: 1 when a caller sends them one by one.
     pub fn peak_in_flight(&self, operation: &str) -> u64 {
-        let name = operation_name(operation);
-        self.shared
-            .state()
-            .peak_in_flight
-            .iter()
-            .filter(|(target, _)| operation_name(target) == name)
-            .map(|(_, n)| *n)
+        of_operation(&self.shared.state().peak_in_flight, operation)
             .max()
             .unwrap_or(0)
     }
@@ -365,6 +352,18 @@ impl FaultProxy {
         state.untargeted.clear();
         state.peak_in_flight.clear();
     }
+}
+
+/// The figures of `per_target` (keyed by `x-amz-target`) for one operation, however named.
+fn of_operation<'a>(
+    per_target: &'a BTreeMap<String, u64>,
+    operation: &str,
+) -> impl Iterator<Item = u64> + 'a {
+    let name = operation_name(operation).to_owned();
+    per_target
+        .iter()
+        .filter(move |(target, _)| operation_name(target) == name)
+        .map(|(_, n)| *n)
 }
 
 impl Drop for FaultProxy {
