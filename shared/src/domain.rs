@@ -27,20 +27,26 @@ pub enum EmailError {
     Invalid(String),
 }
 
+/// Trimmed and lower-cased, after the checks every address (or part of one) must pass.
+fn normalised(raw: &str) -> Result<String, EmailError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(EmailError::Empty);
+    }
+    if trimmed.chars().count() > MAX_EMAIL_LEN {
+        return Err(EmailError::TooLong);
+    }
+    // Header injection guard: a CR or LF must never reach a mail header.
+    if trimmed.chars().any(char::is_control) {
+        return Err(EmailError::ControlCharacter);
+    }
+    Ok(trimmed.to_lowercase())
+}
+
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        let lowered = normalised(raw)?;
         let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err(EmailError::Empty);
-        }
-        if trimmed.chars().count() > MAX_EMAIL_LEN {
-            return Err(EmailError::TooLong);
-        }
-        // Header injection guard: a CR or LF must never reach a mail header.
-        if trimmed.chars().any(char::is_control) {
-            return Err(EmailError::ControlCharacter);
-        }
-        let lowered = trimmed.to_lowercase();
         let options = email_address::Options::default()
             .with_required_tld()
             .without_domain_literal()
@@ -78,6 +84,28 @@ fn truncate_for_message(s: &str) -> String {
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The start of an address, as an admin types it into a search box ("bob", "Bob@Acme"),
+/// normalised as [`Email`] is so that it compares with the stored, lower-cased addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailPrefix(String);
+
+impl EmailPrefix {
+    /// Any start of an address is accepted, down to one character; only what no address can
+    /// hold (nothing, control characters, more than [`MAX_EMAIL_LEN`]) is refused.
+    pub fn parse(raw: &str) -> Result<Self, EmailError> {
+        normalised(raw).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `text` (an address, or a sort key that starts with one) begins with this.
+    pub fn is_prefix_of(&self, text: &str) -> bool {
+        text.starts_with(&self.0)
     }
 }
 
@@ -354,6 +382,35 @@ mod tests {
         for (raw, expected) in cases {
             assert_eq!(Email::parse(raw).as_ref(), Err(expected), "input {raw:?}");
         }
+    }
+
+    #[test]
+    fn an_email_prefix_is_normalised_as_the_addresses_it_is_compared_with() {
+        let stored = Email::parse("Ada.Lovelace@Example.com").unwrap();
+        for typed in ["ada", "  ADA.L", "Ada.Lovelace@EXAMPLE.COM", "a"] {
+            let prefix = EmailPrefix::parse(typed).unwrap();
+            assert!(prefix.is_prefix_of(stored.as_str()), "{typed:?}");
+        }
+        for typed in ["lovelace", "ada.lovelace@example.com.au", "ada lovelace"] {
+            let prefix = EmailPrefix::parse(typed).unwrap();
+            assert!(!prefix.is_prefix_of(stored.as_str()), "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn an_email_prefix_refuses_what_no_address_can_start_with() {
+        let long = "a".repeat(MAX_EMAIL_LEN + 1);
+        let cases: &[(&str, EmailError)] = &[
+            ("", EmailError::Empty),
+            (" \t ", EmailError::Empty),
+            (&long, EmailError::TooLong),
+            ("ada\r\nbcc", EmailError::ControlCharacter),
+            ("ada\u{0}", EmailError::ControlCharacter),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(EmailPrefix::parse(raw).as_ref(), Err(expected), "{raw:?}");
+        }
+        assert!(EmailPrefix::parse(&"a".repeat(MAX_EMAIL_LEN)).is_ok());
     }
 
     #[test]

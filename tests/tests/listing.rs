@@ -103,3 +103,211 @@ async fn every_list_refuses_a_cursor_it_did_not_hand_out() {
         }
     }
 }
+
+/// Invites `emails` into `tenant` without mail; returns their user ids in order.
+async fn invite_quietly(api: &Api, token: &str, tenant: &str, emails: &[String]) -> Vec<String> {
+    let rows: Vec<_> = emails.iter().map(|e| json!({"email": e})).collect();
+    let resp = api
+        .post(
+            &format!("/v1/tenants/{tenant}/invitations"),
+            Some(token),
+            &json!({"invitations": rows, "send_email": false}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    resp.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_str().expect("invited").to_owned())
+        .collect()
+}
+
+fn emails_of(page: &Resp) -> Vec<String> {
+    page.json["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn email_prefix_finds_this_tenants_users_whose_address_starts_with_it() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let (acme, other) = (
+        api.create_tenant(&admin).await,
+        api.create_tenant(&admin).await,
+    );
+    let stem = unique("find");
+    let at = |local: &str| format!("{stem}.{local}@acme.test");
+    invite_quietly(
+        &api,
+        &admin,
+        &acme,
+        &[
+            at("Bobby"),
+            at("alice"),
+            at("bob"),
+            at("bob+billing"),
+            at("rob"),
+        ],
+    )
+    .await;
+    invite_quietly(&api, &admin, &other, &[at("bob.elsewhere")]).await;
+    let search = |prefix: String| {
+        let (api, admin, acme) = (&api, &admin, &acme);
+        async move {
+            api.get(
+                &format!("/v1/tenants/{acme}/users?email_prefix={prefix}"),
+                Some(admin),
+            )
+            .await
+        }
+    };
+
+    // Typed with capitals and spaces, as people paste; `+` sent as %2B.
+    let bobs = search(format!("%20{}.BOB", stem.to_uppercase())).await;
+    let billing = search(format!("{stem}.bob%2Bb")).await;
+    let nobody = search(format!("{stem}.carol")).await;
+
+    assert_eq!(bobs.status, 200, "{}", bobs.text);
+    assert_eq!(
+        emails_of(&bobs),
+        [at("bob+billing"), at("bob"), at("bobby")],
+        "this tenant's matches only, in the order of the stored (lower-case) addresses"
+    );
+    assert_eq!(emails_of(&billing), [at("bob+billing")]);
+    assert_eq!(nobody.status, 200, "{}", nobody.text);
+    assert!(emails_of(&nobody).is_empty());
+    assert!(nobody.json["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn email_prefix_pages_through_its_matches_and_combines_with_status() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let stem = unique("page");
+    let invited: Vec<_> = (0..5).map(|i| format!("{stem}.m{i}@acme.test")).collect();
+    invite_quietly(&api, &admin, &tenant, &invited).await;
+    // Shares the stem but not the prefix.
+    invite_quietly(&api, &admin, &tenant, &[format!("{stem}-m@acme.test")]).await;
+    let active = format!("{stem}.m9@acme.test");
+    let resp = api
+        .invite(&admin, &tenant, json!([{"email": active}]))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let (_, token) = mailed_link(&stack, &active, "accept-invite").await.unwrap();
+    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = api
+            .get(
+                &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.m&limit=2{cursor}"),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        pages.push(emails_of(&page));
+        match page.json["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let only_active = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.m&status=active"),
+            Some(&admin),
+        )
+        .await;
+
+    let mut expected = invited.clone();
+    expected.push(active.clone());
+    assert_eq!(pages.concat(), expected, "every match once, in order");
+    assert!(pages.iter().all(|p| p.len() <= 2), "{pages:?}");
+    assert_eq!(emails_of(&only_active), [active]);
+}
+
+#[tokio::test]
+async fn a_cursor_continues_only_the_search_it_came_from() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let stem = unique("cur");
+    let emails: Vec<_> = ["a1", "a2", "b1", "b2"]
+        .iter()
+        .map(|l| format!("{stem}.{l}@acme.test"))
+        .collect();
+    invite_quietly(&api, &admin, &tenant, &emails).await;
+    let first_a = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.a&limit=1"),
+            Some(&admin),
+        )
+        .await;
+    let cursor = first_a.json["next_cursor"].as_str().expect("a second page");
+
+    let same = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.a&cursor={cursor}"),
+            Some(&admin),
+        )
+        .await;
+    let other = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.b&cursor={cursor}"),
+            Some(&admin),
+        )
+        .await;
+
+    assert_eq!(emails_of(&same), [emails[1].clone()]);
+    other.assert_problem(400, "validation_failed");
+    assert!(
+        other.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("email_prefix")
+    );
+}
+
+#[tokio::test]
+async fn email_prefix_refuses_what_no_address_can_start_with() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let too_long = "a".repeat(255);
+    let cases = [
+        ("empty", ""),
+        ("only spaces", "%20%20%09"),
+        ("longer than any address", too_long.as_str()),
+        ("a line break", "bob%0D%0ABcc:"),
+        ("a NUL", "bob%00"),
+    ];
+
+    for (what, raw) in cases {
+        let resp = api
+            .get(
+                &format!("/v1/tenants/{tenant}/users?email_prefix={raw}"),
+                Some(&admin),
+            )
+            .await;
+
+        resp.assert_problem(400, "validation_failed");
+        assert!(
+            resp.json["detail"]
+                .as_str()
+                .unwrap()
+                .contains("email_prefix"),
+            "{what}: {}",
+            resp.text
+        );
+    }
+}

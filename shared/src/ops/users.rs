@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{Role, TenantId, UserId, UserStatus};
+use crate::domain::{EmailPrefix, MAX_EMAIL_LEN, Role, TenantId, UserId, UserStatus};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::problem::{Code, Problem};
-use crate::store::items::{now, timestamp};
-use crate::store::{ConditionalError, Delivery, User};
+use crate::store::items::{self, now, timestamp};
+use crate::store::{ConditionalError, Delivery, User, UserFilter};
 
 #[derive(Serialize)]
 pub struct DeliveryView {
@@ -230,23 +230,23 @@ async fn list<M: Mailer>(
 ) -> HttpResult {
     let tenant = TenantId::parse(raw_tenant).map_err(|_| Problem::not_found("tenant"))?;
     caller.require_manager_of(&tenant, "tenant")?;
-    let status = match http::query_param(req, "status") {
-        None => None,
-        Some(raw) => Some(UserStatus::parse(&raw).ok_or_else(|| {
-            Problem::new(
-                Code::ValidationFailed,
-                "status must be one of: invited, active, expired.",
-            )
-        })?),
-    };
+    let filter = user_filter(req)?;
     let limit = http::page_limit(req)?;
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(Problem::not_found("tenant"));
     }
     let cursor = http::page_cursor(req)?;
+    if let (Some(prefix), Some(cursor)) = (&filter.email_prefix, &cursor)
+        && !items::decode_cursor(cursor).is_some_and(|sk| prefix.is_prefix_of(&sk))
+    {
+        return Err(Problem::new(
+            Code::ValidationFailed,
+            "cursor belongs to another listing: page with the same email_prefix it came with.",
+        ));
+    }
     let page = app
         .store
-        .list_users(&tenant, status, cursor.as_deref(), limit)
+        .list_users(&tenant, &filter, cursor.as_deref(), limit)
         .await?;
     let users = page.items.iter().map(UserView::new).collect();
     Ok(http::json(
@@ -256,4 +256,32 @@ async fn list<M: Mailer>(
             next_cursor: page.next_cursor,
         },
     ))
+}
+
+/// `?status=` and `?email_prefix=`, each optional.
+fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
+    let status = match http::query_param(req, "status") {
+        None => None,
+        Some(raw) => Some(UserStatus::parse(&raw).ok_or_else(|| {
+            Problem::new(
+                Code::ValidationFailed,
+                "status must be one of: invited, active, expired.",
+            )
+        })?),
+    };
+    let email_prefix = match http::query_param(req, "email_prefix") {
+        None => None,
+        Some(raw) => Some(EmailPrefix::parse(&raw).map_err(|_| {
+            Problem::new(
+                Code::ValidationFailed,
+                format!(
+                    "email_prefix must be the start of an address: 1 to {MAX_EMAIL_LEN} characters, without line breaks or other control characters."
+                ),
+            )
+        })?),
+    };
+    Ok(UserFilter {
+        status,
+        email_prefix,
+    })
 }

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Email, TenantId, UserId, UserStatus};
+use crate::domain::{Email, EmailPrefix, TenantId, UserId, UserStatus};
 use crate::token::TokenHash;
 pub use items::{AuditEvent, Delivery, LinkVia, Party, Tenant, User};
 use items::{EmailItem, TenantItem, UserItem, keys};
@@ -137,6 +137,14 @@ pub enum ConditionalError {
     Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Which of a tenant's users a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub status: Option<UserStatus>,
+    /// Only addresses that start with this.
+    pub email_prefix: Option<EmailPrefix>,
 }
 
 /// One page of a listing.
@@ -485,19 +493,29 @@ impl Store {
         Ok(Page { items, next_cursor })
     }
 
-    /// A page of a tenant's users, ordered by email, optionally filtered by status.
+    /// A page of a tenant's users, ordered by email, narrowed by `filter`.
     /// The cursor carries only the sort key; the partition comes from the caller's tenant,
     /// so a forged cursor cannot reach another tenant.
     pub async fn list_users(
         &self,
         tenant: &TenantId,
-        status: Option<UserStatus>,
+        filter: &UserFilter,
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<Page<User>, StoreError> {
         let gsi_pk = keys::tenant_users(tenant);
         let mut users = Vec::new();
         let mut start = cursor.and_then(items::decode_cursor);
+        // DynamoDB refuses a start key outside the key condition; such a cursor came from
+        // another listing, and this one has nothing after it.
+        if let (Some(prefix), Some(sk)) = (&filter.email_prefix, &start)
+            && !prefix.is_prefix_of(sk)
+        {
+            return Ok(Page {
+                items: vec![],
+                next_cursor: None,
+            });
+        }
         // With a status filter a page may come back short; keep reading until it is full.
         loop {
             let mut query = self
@@ -505,12 +523,19 @@ impl Store {
                 .query()
                 .table_name(&self.table)
                 .index_name(items::TENANT_USERS_INDEX)
-                .key_condition_expression("GSI1PK = :pk")
                 .expression_attribute_values(":pk", av(gsi_pk.clone()))
                 // Limit bounds the items read, so asking for the remainder keeps a page within
                 // `limit` however many the filter drops.
                 .limit(limit - users.len() as i32);
-            if let Some(status) = status {
+            // The sort key starts with the address, so a prefix is a key condition: only the
+            // matching range is read, however many users the tenant has.
+            query = match &filter.email_prefix {
+                Some(prefix) => query
+                    .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
+                    .expression_attribute_values(":prefix", av(prefix.as_str())),
+                None => query.key_condition_expression("GSI1PK = :pk"),
+            };
+            if let Some(status) = filter.status {
                 query = query
                     .filter_expression("#status = :status")
                     .expression_attribute_names("#status", "status")
