@@ -189,10 +189,10 @@ fn body_field(body: &[u8], content_type: Option<&str>) -> Option<(String, bool)>
     if body.is_empty() {
         return None;
     }
-    if content_type.is_some_and(is_text) {
-        if let Ok(text) = std::str::from_utf8(body) {
-            return Some((text.to_owned(), false));
-        }
+    if content_type.is_some_and(is_text)
+        && let Ok(text) = std::str::from_utf8(body)
+    {
+        return Some((text.to_owned(), false));
     }
     Some((BASE64.encode(body), true))
 }
