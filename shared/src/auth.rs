@@ -133,6 +133,7 @@ mod tests {
                 spent_email_change_token_hash: None,
                 last_delivery: None,
                 invited_by: None,
+                import_id: None,
             },
         }
     }

@@ -286,6 +286,52 @@ async fn a_second_file_reports_people_the_first_one_invited_as_already_existing(
     assert_eq!(import["errors"][0]["line"], 2);
 }
 
+#[tokio::test]
+async fn a_user_an_import_invited_names_the_import_and_the_admin_who_started_it() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (by_route, by_file) = (unique_email("route"), unique_email("file"));
+    api.invite(&admin, &tenant, json!([{"email": by_route}]))
+        .await;
+    let (id, url) = start_import(&api, &admin, &tenant, false).await;
+
+    upload(&url, format!("email\n{by_file}\n").into_bytes()).await;
+    let import = finished(&api, &admin, &id).await;
+
+    let me = api
+        .get(
+            &format!(
+                "/v1/tenants/admin/users?email_prefix={}",
+                stack.admin_email()
+            ),
+            Some(&admin),
+        )
+        .await;
+    let me = &me.json["users"][0];
+    assert_eq!(
+        (&me["invited_by"], &me["import_id"]),
+        (&Value::Null, &Value::Null),
+        "the bootstrap admin was invited by nobody: {me}"
+    );
+    assert_eq!(import["created_by"], me["id"]);
+    let users = api
+        .get(&format!("/v1/tenants/{tenant}/users"), Some(&admin))
+        .await;
+    let provenance: HashMap<&str, (&Value, &Value)> = users.json["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let email = u["email"].as_str().unwrap();
+            (email, (&u["invited_by"], &u["import_id"]))
+        })
+        .collect();
+    assert_eq!(provenance[by_file.as_str()], (&me["id"], &json!(id)));
+    assert_eq!(provenance[by_route.as_str()], (&me["id"], &Value::Null));
+}
+
 /// Imports `file` on a stack whose every invocation pauses after one batch or one report part
 /// (its reserve is longer than the timeout); the finished import, and the stack that keeps
 /// its report readable.

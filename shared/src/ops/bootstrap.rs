@@ -92,6 +92,7 @@ pub async fn run<M: Mailer>(
         spent_email_change_token_hash: None,
         last_delivery: None,
         invited_by: None,
+        import_id: None,
     };
     let count = app.store.team_admin_count_write()?;
     let created = match app.store.create_user(&user, vec![count]).await {

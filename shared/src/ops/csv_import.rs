@@ -36,7 +36,7 @@ use crate::store::imports::{
     ReportProgress, RowErrorEntry, RowMarker, RowOutcome,
 };
 use crate::store::items::now;
-use crate::store::{StoreError, Tenant};
+use crate::store::{StoreError, Tenant, User};
 use crate::token::LinkToken;
 use crate::uploads::{self, UploadError, Uploads};
 
@@ -479,15 +479,18 @@ impl<M: Mailer> Job<'_, M> {
         let app = &self.importer.app;
         let id = UserId::generate();
         let token = send_email.then(|| LinkToken::generate(&id));
-        let user = invite::invited_user(
-            app,
-            caller,
-            tenant,
-            candidate,
-            id.clone(),
-            token.as_ref(),
-            now(),
-        );
+        let user = User {
+            import_id: Some(import.clone()),
+            ..invite::invited_user(
+                app,
+                caller,
+                tenant,
+                candidate,
+                id.clone(),
+                token.as_ref(),
+                now(),
+            )
+        };
         let marker = RowMarker {
             line: row.line,
             email: candidate.email.to_string(),

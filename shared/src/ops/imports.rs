@@ -203,6 +203,8 @@ async fn create<M: Mailer>(imports: &Imports<M>, req: &Request) -> HttpResult {
 struct StatusView {
     import_id: String,
     tenant: String,
+    /// The admin who started the import; its rows are invited in their name.
+    created_by: String,
     status: &'static str,
     send_email: bool,
     created_at: String,
@@ -248,6 +250,7 @@ async fn status<M: Mailer>(imports: &Imports<M>, req: &Request) -> HttpResult {
         &StatusView {
             import_id: import.id.to_string(),
             tenant: import.tenant.to_string(),
+            created_by: import.created_by.to_string(),
             status: import.status.as_str(),
             send_email: import.send_email,
             created_at: timestamp(import.created_at),

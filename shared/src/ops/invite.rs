@@ -358,6 +358,7 @@ pub fn invited_user<M: Mailer>(
         spent_email_change_token_hash: None,
         last_delivery: None,
         invited_by: Some(caller.id().clone()),
+        import_id: None,
     }
 }
 

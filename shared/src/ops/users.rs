@@ -44,6 +44,10 @@ pub struct UserView {
     invite_expires_at: Option<String>,
     last_invite_sent_at: Option<String>,
     last_delivery: Option<DeliveryView>,
+    /// Who invited the user, and the CSV import they did it with: the answer to "why did
+    /// this person get an invitation?" that the audit trail gives only for the invite route.
+    invited_by: Option<String>,
+    import_id: Option<String>,
 }
 
 /// An invitation past its expiry reads as `expired` at once, even before the sweep marks it.
@@ -67,6 +71,8 @@ impl UserView {
             invite_expires_at: user.invite_expires_at.map(timestamp),
             last_invite_sent_at: user.last_invite_sent_at.map(timestamp),
             last_delivery: user.last_delivery.as_ref().map(DeliveryView::from),
+            invited_by: user.invited_by.as_ref().map(ToString::to_string),
+            import_id: user.import_id.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -237,8 +237,12 @@ pub struct User {
     pub spent_email_change_token_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<Delivery>,
+    /// The admin who invited the user (`None` for the bootstrap admin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invited_by: Option<UserId>,
+    /// The CSV import that invited the user, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<ImportId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -434,6 +438,7 @@ mod tests {
             spent_email_change_token_hash: None,
             last_delivery: None,
             invited_by: None,
+            import_id: None,
         }
     }
 
