@@ -29,7 +29,8 @@ async fn all_ids(api: &Api, token: &str, tenant: &str, query: &str) -> (Vec<Stri
 }
 
 #[tokio::test]
-async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_status() {
+async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_status_in_bounded_reads()
+ {
     let stack = TestStack::builder().instances(4).start().await.unwrap();
     let api = Api::new(&stack);
     let admin = api.admin_token(&stack).await;
@@ -61,7 +62,7 @@ async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_s
 
     let (everyone, pages) = all_ids(&api, &admin, &tenant, "").await;
     let (pending, _) = all_ids(&api, &admin, &tenant, "status=invited").await;
-    let (accepted, _) = all_ids(&api, &admin, &tenant, "status=active").await;
+    let (accepted, accepted_pages) = all_ids(&api, &admin, &tenant, "status=active").await;
 
     assert_eq!(everyone.len(), 2001);
     assert_eq!(
@@ -70,8 +71,14 @@ async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_s
         "no user is listed twice"
     );
     assert!(pages >= 21);
+    assert_eq!(pending.len(), 2000, "no invitation is listed twice");
     assert_eq!(pending.iter().cloned().collect::<HashSet<_>>(), invited);
     assert_eq!(accepted, vec![active]);
+    assert!(
+        accepted_pages > 2,
+        "one match among 2,001 users is not found by reading them all in one request \
+         ({accepted_pages} pages)"
+    );
 }
 
 #[tokio::test]
@@ -204,34 +211,47 @@ async fn email_prefix_pages_through_its_matches_and_combines_with_status() {
     let (_, token) = mailed_link(&stack, &active, "accept-invite").await.unwrap();
     assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
 
-    let mut pages = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = api
-            .get(
-                &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.m&limit=2{cursor}"),
-                Some(&admin),
-            )
-            .await;
-        assert_eq!(page.status, 200, "{}", page.text);
-        pages.push(emails_of(&page));
-        match page.json["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
+    let pages = |query: String| {
+        let (api, admin, tenant) = (&api, &admin, &tenant);
+        async move {
+            let mut pages = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = api
+                    .get(
+                        &format!("/v1/tenants/{tenant}/users?{query}&limit=2{cursor}"),
+                        Some(admin),
+                    )
+                    .await;
+                assert_eq!(page.status, 200, "{}", page.text);
+                pages.push(emails_of(&page));
+                match page.json["next_cursor"].as_str() {
+                    Some(next) => cursor = format!("&cursor={next}"),
+                    None => return pages,
+                }
+            }
         }
-    }
-    let only_active = api
-        .get(
-            &format!("/v1/tenants/{tenant}/users?email_prefix={stem}.m&status=active"),
-            Some(&admin),
-        )
-        .await;
+    };
+
+    let all = pages(format!("email_prefix={stem}.m")).await;
+    let pending = pages(format!("email_prefix={stem}.m&status=invited")).await;
+    let only_active = pages(format!("email_prefix={stem}.m&status=active")).await;
 
     let mut expected = invited.clone();
     expected.push(active.clone());
-    assert_eq!(pages.concat(), expected, "every match once, in order");
-    assert!(pages.iter().all(|p| p.len() <= 2), "{pages:?}");
-    assert_eq!(emails_of(&only_active), [active]);
+    assert_eq!(all.concat(), expected, "every match once, in order");
+    assert_eq!(
+        pending.concat(),
+        invited,
+        "every invited match once, in order"
+    );
+    assert!(
+        [&all, &pending]
+            .iter()
+            .all(|p| p.iter().all(|p| p.len() <= 2)),
+        "{all:?} {pending:?}"
+    );
+    assert_eq!(only_active.concat(), [active]);
 }
 
 #[tokio::test]

@@ -44,6 +44,12 @@ pub mod keys {
         format!("TENANT#{tenant}")
     }
 
+    /// A user's sort key in the tenant-users index: the address first, for email order and
+    /// prefix search; the id makes it unique.
+    pub fn tenant_user(email: &Email, id: &UserId) -> String {
+        format!("{email}#{id}")
+    }
+
     pub fn pending_shard(id: &UserId) -> String {
         let sum: u32 = id.as_str().bytes().map(u32::from).sum();
         format!("PENDING#{}", sum % u32::from(PENDING_SHARDS))
@@ -275,7 +281,7 @@ impl UserItem {
             pk,
             sk,
             gsi1pk: keys::tenant_users(&user.tenant),
-            gsi1sk: format!("{}#{}", user.email, user.id),
+            gsi1sk: keys::tenant_user(&user.email, &user.id),
             gsi2pk: pending.as_ref().map(|_| keys::pending_shard(&user.id)),
             gsi2sk: pending,
             user,

@@ -171,7 +171,7 @@ impl Store {
             .condition("email = :old AND pending_email = :new AND email_change_token_hash = :h AND email_change_expires_at > :now")
             .value(":new", av(new_email.as_str()))
             .value(":old", av(user.email.as_str()))
-            .value(":sk", av(format!("{new_email}#{}", user.id)))
+            .value(":sk", av(items::keys::tenant_user(new_email, &user.id)))
             .value(":t", AttributeValue::Bool(true))
             .value(":now", av(items::timestamp(now)))
             .value(":h", av(hash.as_str()))
