@@ -39,8 +39,8 @@ pub struct TestStackBuilder {
     bin_dir: Option<PathBuf>,
     endpoints: Option<Endpoints>,
     bootstrap: bool,
-    dynamodb_through: Option<String>,
-    sesv2_through: Option<String>,
+    /// Endpoint variables the functions get instead of the emulators' (`*_through`).
+    through: Vec<(String, String)>,
 }
 
 impl TestStack {
@@ -57,8 +57,7 @@ impl TestStack {
             bin_dir: None,
             endpoints: None,
             bootstrap: true,
-            dynamodb_through: None,
-            sesv2_through: None,
+            through: Vec::new(),
         }
     }
 
@@ -177,41 +176,57 @@ impl TestStackBuilder {
     /// emulator; table creation and [`TestStack::dynamodb_client`] still use the emulator.
     /// The `bootstrap` function is a function too: it runs through `url` while the stack
     /// starts.
-    pub fn dynamodb_through(mut self, url: impl Into<String>) -> Self {
-        self.dynamodb_through = Some(url.into());
-        self
+    pub fn dynamodb_through(self, url: String) -> Self {
+        self.through("AWS_ENDPOINT_URL_DYNAMODB", url)
     }
 
     /// The functions reach SES v2 through `url` (e.g. a [`FaultProxy`] in front of moto)
     /// instead of the emulator; setup and [`TestStack::mail_to`] still use moto.
-    pub fn sesv2_through(mut self, url: impl Into<String>) -> Self {
-        self.sesv2_through = Some(url.into());
+    pub fn sesv2_through(self, url: String) -> Self {
+        self.through("AWS_ENDPOINT_URL_SESV2", url)
+    }
+
+    /// The functions publish lifecycle events through `url` (e.g. a [`FaultProxy`] in front
+    /// of moto); [`crate::lifecycle::published`] still reads moto.
+    pub fn eventbridge_through(self, url: String) -> Self {
+        self.through("AWS_ENDPOINT_URL_EVENTBRIDGE", url)
+    }
+
+    fn through(mut self, variable: &str, url: String) -> Self {
+        self.through.push((variable.to_owned(), url));
         self
     }
 
     /// Starts a [`FaultProxy`] in front of moto (with no faults), then the stack with its
     /// functions sending mail through it ([`Self::sesv2_through`]); only SES traffic passes it.
     pub async fn start_with_ses_fault_proxy(self) -> Result<(TestStack, FaultProxy)> {
-        let endpoints = self.resolve_endpoints()?;
-        let proxy = FaultProxy::start(&endpoints.moto).await?;
-        let stack = self
-            .endpoints(endpoints)
-            .sesv2_through(proxy.url())
-            .start()
-            .await?;
-        Ok((stack, proxy))
+        self.start_behind_proxy(|e| &e.moto, Self::sesv2_through)
+            .await
     }
 
     /// Starts a [`FaultProxy`] in front of the emulator's DynamoDB (with no faults), then the
     /// stack with its functions going through it ([`Self::dynamodb_through`]).
     pub async fn start_with_fault_proxy(self) -> Result<(TestStack, FaultProxy)> {
+        self.start_behind_proxy(|e| &e.dynamodb, Self::dynamodb_through)
+            .await
+    }
+
+    /// Starts a [`FaultProxy`] in front of moto (with no faults), then the stack with its
+    /// functions publishing events through it ([`Self::eventbridge_through`]).
+    pub async fn start_with_eventbridge_fault_proxy(self) -> Result<(TestStack, FaultProxy)> {
+        self.start_behind_proxy(|e| &e.moto, Self::eventbridge_through)
+            .await
+    }
+
+    async fn start_behind_proxy(
+        self,
+        upstream: fn(&Endpoints) -> &String,
+        through: fn(Self, String) -> Self,
+    ) -> Result<(TestStack, FaultProxy)> {
         let endpoints = self.resolve_endpoints()?;
-        let proxy = FaultProxy::start(&endpoints.dynamodb).await?;
-        let stack = self
-            .endpoints(endpoints)
-            .dynamodb_through(proxy.url())
-            .start()
-            .await?;
+        let proxy = FaultProxy::start(upstream(&endpoints)).await?;
+        let url = proxy.url().to_owned();
+        let stack = through(self.endpoints(endpoints), url).start().await?;
         Ok((stack, proxy))
     }
 
@@ -258,17 +273,8 @@ impl TestStackBuilder {
         let mut config = GatewayConfig::new(template_path, bin_dir);
         config.instances = self.instances;
         config.env = prepared.env.clone();
-        if let Some(url) = &self.dynamodb_through {
-            // Later entries win.
-            config
-                .env
-                .push(("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), url.clone()));
-        }
-        if let Some(url) = &self.sesv2_through {
-            config
-                .env
-                .push(("AWS_ENDPOINT_URL_SESV2".to_owned(), url.clone()));
-        }
+        // Later entries win.
+        config.env.extend(self.through.iter().cloned());
         config.url_env = prepared.url_env.clone();
         config.moto_url = Some(endpoints.moto.clone());
         config.upload_bucket = Some(prepared.upload_bucket.clone());
