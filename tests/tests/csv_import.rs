@@ -556,6 +556,63 @@ async fn an_import_killed_midway_and_rerun_loses_no_row_and_mails_no_row_twice()
 
 /// A stack (no bootstrap admin), a fresh bucket on moto's S3, and the report writer over it:
 /// what the writer-level tests below exercise directly, without an import around it.
+#[tokio::test]
+async fn an_import_killed_before_announcing_a_batch_announces_it_on_the_rerun() {
+    let (stack, events) = TestStack::builder()
+        .env("IMPORT_LEASE_SECONDS", "1")
+        .start_with_eventbridge_fault_proxy()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let people: Vec<String> = (0..10).map(|i| unique_email(&format!("e{i}"))).collect();
+    let (id, url) = start_import(&api, &admin, &tenant, false).await;
+    let key = format!("imports/{tenant}/{id}.csv");
+    // EventBridge holds the batch's announcement, then drops it: the crash comes while the
+    // rows are stored and their events are not.
+    events.set(
+        FaultPlan::new()
+            .always("PutEvents", Fault::Latency(Duration::from_secs(60)))
+            .always("PutEvents", Fault::Drop),
+    );
+
+    upload(&url, format!("email\n{}\n", people.join("\n")).into_bytes()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while events.count("PutEvents") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch was never announced"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack.gateway().crash("csv-import").unwrap();
+    events.clear();
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // the dead worker's lease ends
+    let _ = stack.invoke("csv-import", s3_event(&key)).await; // the rerun (or the relay's retry)
+    let import = finished(&api, &admin, &id).await;
+
+    assert_eq!(
+        (&import["status"], &import["invited"]),
+        (&json!("completed"), &json!(10)),
+        "{import}"
+    );
+    let created: Vec<_> = events_of(&stack, &tenant, people.len() + 1)
+        .await
+        .into_iter()
+        .filter(|e| e["detail-type"] == "Invitation Created")
+        .collect();
+    for person in &people {
+        let about: Vec<_> = created
+            .iter()
+            .filter(|e| e["detail"]["user"]["email"] == person.as_str())
+            .collect();
+        assert_eq!(about.len(), 1, "{person} is announced by the rerun");
+        assert_eq!(about[0]["detail"]["data"]["import_id"], id.as_str());
+        assert_eq!(about[0]["detail"]["data"]["email_sent"], false);
+    }
+}
+
 async fn report_writer() -> (TestStack, String, latchkey::uploads::Uploads) {
     let stack = TestStack::builder().bootstrap(false).start().await.unwrap();
     let bucket = unique("reports");

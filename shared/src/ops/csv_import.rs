@@ -366,8 +366,8 @@ impl<M: Mailer> Job<'_, M> {
         let settled = settled.into_iter().collect::<Result<Vec<_>, _>>()?;
         let (mut markers, created): (Vec<_>, Vec<_>) =
             settled.into_iter().map(|s| (s.marker, s.created)).unzip();
-        // Only rows invited by this run: a redelivered event or a rerun after a crash finds
-        // its rows already settled and announces nothing twice.
+        // Rows this run invited, and its own rows a crashed run settled (see `try_row`); the
+        // checkpoint follows, so a batch is announced again only if a crash comes before it.
         let created: Vec<_> = created.into_iter().flatten().collect();
         events::emit(self.importer.app.events.as_ref(), &created).await;
         let mut counts = Counts::default();
@@ -506,7 +506,23 @@ impl<M: Mailer> Job<'_, M> {
             },
         };
         match store.create_row_user(import, &user, &marker).await? {
-            CreateRowUser::AlreadySettled(existing) => Ok(Settled::silent(existing)),
+            CreateRowUser::AlreadySettled(existing) => {
+                // Only a rerun after a crash finds its own rows settled, and the crash may
+                // have come before their batch was announced: announce them again (at least
+                // once, as EventBridge delivers; `user.id` tells a repeat).
+                let created = match &existing.outcome {
+                    RowOutcome::Invited { user_id, mail, .. } => {
+                        store.get_user(user_id).await?.map(|user| {
+                            invitation_created(&user, caller, import, *mail == MailState::Sent)
+                        })
+                    }
+                    RowOutcome::Rejected { .. } => None,
+                };
+                Ok(Settled {
+                    created,
+                    marker: existing,
+                })
+            }
             CreateRowUser::EmailTaken { same_import } => {
                 let err = if same_import {
                     RowError::DuplicateInRequest
@@ -522,12 +538,8 @@ impl<M: Mailer> Job<'_, M> {
             }
             CreateRowUser::Created => {
                 let expires_at = user.invite_expires_at.unwrap_or_else(now);
-                let created = |email_sent: bool| {
-                    LifecycleEvent::about(Kind::InvitationCreated, &user, Actor::admin(caller))
-                        .with_time("expires_at", expires_at)
-                        .with("email_sent", email_sent)
-                        .with("import_id", import.to_string())
-                };
+                let created =
+                    |email_sent: bool| invitation_created(&user, caller, import, email_sent);
                 let Some(token) = token else {
                     return Ok(Settled {
                         created: Some(created(false)),
@@ -815,6 +827,19 @@ const REPORT_HEADER: &str = "line,email,role,status,code,detail,user_id,email_se
 
 /// One report line. Every cell is quoted, and a cell that a spreadsheet would read as a
 /// formula (`=`, `+`, `-`, `@`, tab, CR) is prefixed with `'`, so it shows as text.
+/// The `Invitation Created` event of a row this import invited.
+fn invitation_created(
+    user: &User,
+    caller: &Caller,
+    import: &ImportId,
+    email_sent: bool,
+) -> LifecycleEvent {
+    LifecycleEvent::about(Kind::InvitationCreated, user, Actor::admin(caller))
+        .with_time("expires_at", user.invite_expires_at.unwrap_or_else(now))
+        .with("email_sent", email_sent)
+        .with("import_id", import.to_string())
+}
+
 fn report_line(out: &mut String, row: &RowMarker) {
     let (status, code, detail, user_id, email_sent) = match &row.outcome {
         RowOutcome::Invited {
