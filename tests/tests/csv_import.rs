@@ -332,6 +332,64 @@ async fn a_user_an_import_invited_names_the_import_and_the_admin_who_started_it(
     assert_eq!(provenance[by_route.as_str()], (&me["id"], &Value::Null));
 }
 
+#[tokio::test]
+async fn the_people_of_one_import_are_listed_apart_and_by_status() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (a, b, c, other) = (
+        unique_email("a"),
+        unique_email("b"),
+        unique_email("c"),
+        unique_email("other"),
+    );
+    api.invite(&admin, &tenant, json!([{"email": unique_email("route")}]))
+        .await;
+    let (first, url) = start_import(&api, &admin, &tenant, true).await;
+    upload(&url, format!("email\n{a}\n{b}\n{c}\n").into_bytes()).await;
+    finished(&api, &admin, &first).await;
+    let (second, url) = start_import(&api, &admin, &tenant, false).await;
+    upload(&url, format!("email\n{other}\n").into_bytes()).await;
+    finished(&api, &admin, &second).await;
+    let (_, token) = mailed_link(&stack, &b, "accept-invite").await.unwrap();
+    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+    let listed = |query: String| {
+        let (api, admin, tenant) = (&api, &admin, &tenant);
+        async move {
+            let resp = api
+                .get(&format!("/v1/tenants/{tenant}/users?{query}"), Some(admin))
+                .await;
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            let mut emails: Vec<String> = resp.json["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["email"].as_str().unwrap().to_owned())
+                .collect();
+            emails.sort();
+            emails
+        }
+    };
+
+    let everyone_of_first = listed(format!("import_id={first}")).await;
+    let waiting_of_first = listed(format!("import_id={first}&status=invited")).await;
+    let bad = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?import_id=not-an-import"),
+            Some(&admin),
+        )
+        .await;
+
+    let mut expected = vec![a.clone(), b, c.clone()];
+    expected.sort();
+    assert_eq!(everyone_of_first, expected);
+    let mut waiting = vec![a, c];
+    waiting.sort();
+    assert_eq!(waiting_of_first, waiting);
+    bad.assert_problem(400, "validation_failed");
+}
+
 /// Imports `file` on a stack whose every invocation pauses after one batch or one report part
 /// (its reserve is longer than the timeout); the finished import, and the stack that keeps
 /// its report readable.

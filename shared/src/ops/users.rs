@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{EmailPrefix, MAX_EMAIL_LEN, Role, TenantId, UserId, UserStatus};
+use crate::domain::{EmailPrefix, ImportId, MAX_EMAIL_LEN, Role, TenantId, UserId, UserStatus};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::problem::{Code, Problem};
@@ -264,7 +264,7 @@ async fn list<M: Mailer>(
     ))
 }
 
-/// `?status=` and `?email_prefix=`, each optional.
+/// `?status=`, `?email_prefix=` and `?import_id=`, each optional.
 fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
     let status = match http::query_param(req, "status") {
         None => None,
@@ -286,8 +286,18 @@ fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
             )
         })?),
     };
+    let import = match http::query_param(req, "import_id") {
+        None => None,
+        Some(raw) => Some(ImportId::parse(&raw).ok_or_else(|| {
+            Problem::new(
+                Code::ValidationFailed,
+                "import_id must be the import_id of a CSV import (GET /v1/imports/{import_id}).",
+            )
+        })?),
+    };
     Ok(UserFilter {
         status,
         email_prefix,
+        import,
     })
 }

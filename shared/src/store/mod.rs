@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Email, EmailPrefix, TenantId, UserId, UserStatus};
+use crate::domain::{Email, EmailPrefix, ImportId, TenantId, UserId, UserStatus};
 use crate::token::TokenHash;
 pub use items::{AuditEvent, Delivery, LinkVia, Party, Tenant, User};
 use items::{EmailItem, TenantItem, UserItem, keys};
@@ -150,6 +150,16 @@ pub struct UserFilter {
     pub status: Option<UserStatus>,
     /// Only addresses that start with this.
     pub email_prefix: Option<EmailPrefix>,
+    /// Only users this CSV import invited.
+    pub import: Option<ImportId>,
+}
+
+impl UserFilter {
+    /// Whether the listing drops users after reading them (DynamoDB's filter expression),
+    /// rather than reading only the matching key range.
+    fn filters_after_read(&self) -> bool {
+        self.status.is_some() || self.import.is_some()
+    }
 }
 
 /// One page of a listing.
@@ -499,7 +509,7 @@ impl Store {
     }
 
     /// A page of a tenant's users, ordered by email, narrowed by `filter`. A page with a
-    /// status filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users: when few of
+    /// status or import filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users: when few of
     /// a large tenant's users match (ten accepted of 100,000 imported), it comes back short, or
     /// empty, with a cursor, instead of reading the whole tenant in one request.
     /// The cursor carries only the sort key; the partition comes from the caller's tenant,
@@ -531,9 +541,10 @@ impl Store {
             // Limit bounds the items a query reads, before the filter. Without one, the
             // remainder of the page is read; with one, a full read, and matches beyond the page
             // are left for the next (its cursor is then the last user returned).
-            let read = match filter.status {
-                Some(_) => FILTERED_READ,
-                None => limit - users.len() as i32,
+            let read = if filter.filters_after_read() {
+                FILTERED_READ
+            } else {
+                limit - users.len() as i32
             };
             let mut query = self
                 .client
@@ -550,11 +561,19 @@ impl Store {
                     .expression_attribute_values(":prefix", av(prefix.as_str())),
                 None => query.key_condition_expression("GSI1PK = :pk"),
             };
+            let mut conditions = Vec::new();
             if let Some(status) = filter.status {
+                conditions.push("#status = :status");
                 query = query
-                    .filter_expression("#status = :status")
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":status", av(status.as_str()));
+            }
+            if let Some(import) = &filter.import {
+                conditions.push("import_id = :import");
+                query = query.expression_attribute_values(":import", av(import.as_str()));
+            }
+            if !conditions.is_empty() {
+                query = query.filter_expression(conditions.join(" AND "));
             }
             if let Some(sk) = &start {
                 let id = sk.rsplit('#').next().unwrap_or_default().to_owned();
