@@ -360,3 +360,71 @@ async fn the_audit_trail_records_each_admin_action_newest_first_without_tokens()
     assert_eq!(paged.json["events"].as_array().unwrap().len(), 2);
     assert!(paged.json["next_cursor"].is_string());
 }
+
+#[tokio::test]
+async fn one_users_history_lists_only_what_was_done_to_them_even_after_deletion() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, _, id) = tenant_with_invitee(&stack, &api).await;
+    let other = api
+        .invite(&admin, &tenant, json!([{"email": unique_email("other")}]))
+        .await;
+    let other_id = other.json["results"][0]["user_id"].as_str().unwrap();
+    api.resend(&admin, other_id).await;
+    api.resend(&admin, &id).await;
+    api.access_link(&admin, &id).await;
+    api.delete_user(&admin, &id).await;
+    let history = |query: String| {
+        let (api, admin, tenant) = (&api, &admin, &tenant);
+        async move {
+            api.get(&format!("/v1/tenants/{tenant}/audit?{query}"), Some(admin))
+                .await
+        }
+    };
+    let actions = |resp: &Resp| -> Vec<String> {
+        resp.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let theirs = history(format!("user_id={id}")).await;
+    let first_page = history(format!("user_id={id}&limit=2")).await;
+    let cursor = first_page.json["next_cursor"].as_str().unwrap();
+    let second_page = history(format!("user_id={id}&limit=2&cursor={cursor}")).await;
+    let elsewhere = api.create_tenant(&admin).await;
+    let from_another_tenant = api
+        .get(
+            &format!("/v1/tenants/{elsewhere}/audit?user_id={id}"),
+            Some(&admin),
+        )
+        .await;
+    let malformed = history("user_id=..%2F..".to_owned()).await;
+
+    assert_eq!(theirs.status, 200, "{}", theirs.text);
+    assert_eq!(
+        actions(&theirs),
+        [
+            "user_deleted",
+            "access_link_created",
+            "invitation_resent",
+            "invitation_created"
+        ]
+    );
+    assert!(
+        theirs.json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["target"]["id"] == id.as_str())
+    );
+    assert_eq!(
+        [actions(&first_page), actions(&second_page)].concat(),
+        actions(&theirs)
+    );
+    assert_eq!(from_another_tenant.status, 200);
+    assert!(actions(&from_another_tenant).is_empty());
+    malformed.assert_problem(400, "validation_failed");
+}

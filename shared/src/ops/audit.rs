@@ -1,14 +1,16 @@
 //! `GET /v1/tenants/{tenant}/audit`: who did what to whom, newest first. Never a token.
+//! `?user_id=` narrows it to what was done to one user (a deleted one too): the history an
+//! admin reads when someone says they never got their invitation.
 
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::app::App;
 use crate::auth;
-use crate::domain::TenantId;
+use crate::domain::{TenantId, UserId};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::store::items::timestamp;
 use crate::store::{AuditEvent, Party};
 
@@ -64,13 +66,27 @@ async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .and_then(|t| TenantId::parse(&t).ok())
         .ok_or_else(|| Problem::not_found("tenant"))?;
     caller.require_manager_of(&tenant, "tenant")?;
+    let about = match http::query_param(req, "user_id") {
+        None => None,
+        Some(raw) => Some(UserId::parse(&raw).ok_or_else(|| {
+            Problem::new(
+                Code::ValidationFailed,
+                "user_id must be the id of a user (the `id` the user list shows).",
+            )
+        })?),
+    };
     let limit = http::page_limit(req)?;
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(Problem::not_found("tenant"));
     }
     let page = app
         .store
-        .list_audit(&tenant, http::page_cursor(req)?.as_deref(), limit)
+        .list_audit(
+            &tenant,
+            about.as_ref(),
+            http::page_cursor(req)?.as_deref(),
+            limit,
+        )
         .await?;
     Ok(http::json(
         200,

@@ -59,6 +59,11 @@ pub mod keys {
         format!("AUDIT#{tenant}")
     }
 
+    /// The audit events about one user, in the tenant-users index.
+    pub fn user_audit(tenant: &TenantId, user: &UserId) -> String {
+        format!("AUDIT#{tenant}#USER#{user}")
+    }
+
     pub fn import(id: &ImportId) -> (String, String) {
         (format!("IMPORT#{id}"), "IMPORT".to_owned())
     }
@@ -392,6 +397,12 @@ pub(crate) struct AuditItem {
     pk: String,
     #[serde(rename = "SK")]
     pub(crate) sk: String,
+    /// The target user's history, in the tenant-users index under its own partition key,
+    /// with the same sort key. Absent on events written before it existed.
+    #[serde(rename = "GSI1PK", default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(rename = "GSI1SK", default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
     #[serde(flatten)]
     pub(crate) event: AuditEvent,
 }
@@ -402,9 +413,12 @@ impl AuditItem {
         // in one second list in the order they happened.
         let suffix = crate::domain::UserId::generate();
         let written = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let sk = format!("{written}#{suffix}");
         Self {
             pk: keys::audit(&event.tenant),
-            sk: format!("{written}#{suffix}"),
+            gsi1pk: Some(keys::user_audit(&event.tenant, &event.target.id)),
+            gsi1sk: Some(sk.clone()),
+            sk,
             event,
         }
     }

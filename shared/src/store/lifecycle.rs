@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::items::{self, AuditEvent, AuditItem, LinkVia, keys};
-use super::{ConditionalError, Page, Store, StoreError, User, Write, av, decode, encode};
+use super::{
+    ConditionalError, Page, Partition, Store, StoreError, User, Write, av, decode, encode,
+};
 use crate::domain::{Role, TenantId, UserId, UserStatus};
 use crate::token::TokenHash;
 
@@ -171,14 +173,26 @@ impl Store {
     }
 
     /// A tenant's audit trail, newest first.
+    /// A page of the tenant's audit trail, newest first; with `about`, only the events whose
+    /// target is that user (read from the index, not filtered).
     pub async fn list_audit(
         &self,
         tenant: &TenantId,
+        about: Option<&UserId>,
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<Page<AuditEvent>, StoreError> {
+        let partition = match about {
+            None => Partition::Table {
+                pk: keys::audit(tenant),
+            },
+            Some(user) => Partition::TenantUsersIndex {
+                pk: keys::user_audit(tenant, user),
+                table_pk: keys::audit(tenant),
+            },
+        };
         let page = self
-            .partition_page::<AuditItem>("list_audit", keys::audit(tenant), true, cursor, limit)
+            .partition_page::<AuditItem>("list_audit", partition, true, cursor, limit)
             .await?;
         Ok(Page {
             items: page.items.into_iter().map(|i| i.event).collect(),

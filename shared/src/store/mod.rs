@@ -162,6 +162,30 @@ impl UserFilter {
     }
 }
 
+/// Where [`Store::partition_page`] reads.
+pub(crate) enum Partition {
+    /// A partition of the table.
+    Table { pk: String },
+    /// A partition of the tenant-users index whose items keep their table sort key as their
+    /// index sort key, so that a cursor is still one sort key.
+    TenantUsersIndex { pk: String, table_pk: String },
+}
+
+impl Partition {
+    fn key_names(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Table { .. } => ("PK", "SK"),
+            Self::TenantUsersIndex { .. } => ("GSI1PK", "GSI1SK"),
+        }
+    }
+
+    fn pk(&self) -> String {
+        match self {
+            Self::Table { pk } | Self::TenantUsersIndex { pk, .. } => pk.clone(),
+        }
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -460,7 +484,13 @@ impl Store {
     ) -> Result<Page<Tenant>, StoreError> {
         let (pk, _) = keys::tenant(&TenantId::admin());
         let page = self
-            .partition_page::<TenantItem>("list_tenants", pk, false, cursor, limit)
+            .partition_page::<TenantItem>(
+                "list_tenants",
+                Partition::Table { pk },
+                false,
+                cursor,
+                limit,
+            )
             .await?;
         Ok(Page {
             items: page.items.into_iter().map(|i| i.tenant).collect(),
@@ -473,24 +503,35 @@ impl Store {
     pub(crate) async fn partition_page<T: serde::de::DeserializeOwned>(
         &self,
         operation: &'static str,
-        pk: String,
+        partition: Partition,
         newest_first: bool,
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<Page<T>, StoreError> {
+        let (pk_name, sk_name) = partition.key_names();
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", av(pk.clone()))
+            .key_condition_expression(format!("{pk_name} = :pk"))
             .scan_index_forward(!newest_first)
             .limit(limit);
         if let Some(sk) = cursor.and_then(items::decode_cursor) {
+            if let Partition::TenantUsersIndex { table_pk, .. } = &partition {
+                query = query
+                    .exclusive_start_key("PK", av(table_pk.clone()))
+                    .exclusive_start_key("SK", av(sk.clone()));
+            }
             query = query
-                .exclusive_start_key("PK", av(pk))
-                .exclusive_start_key("SK", av(sk));
+                .exclusive_start_key(pk_name, av(partition.pk()))
+                .exclusive_start_key(sk_name, av(sk));
         }
+        query = match partition {
+            Partition::Table { pk } => query.expression_attribute_values(":pk", av(pk)),
+            Partition::TenantUsersIndex { pk, .. } => query
+                .index_name(items::TENANT_USERS_INDEX)
+                .expression_attribute_values(":pk", av(pk)),
+        };
         let out = query
             .send()
             .await
@@ -502,7 +543,7 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = out
             .last_evaluated_key()
-            .and_then(|k| k.get("SK"))
+            .and_then(|k| k.get(sk_name))
             .and_then(|v| v.as_s().ok())
             .map(|s| items::encode_cursor(s));
         Ok(Page { items, next_cursor })
