@@ -550,9 +550,9 @@ impl Store {
     }
 
     /// A page of a tenant's users, ordered by email, narrowed by `filter`. A page with a
-    /// status or import filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users: when few of
-    /// a large tenant's users match (ten accepted of 100,000 imported), it comes back short, or
-    /// empty, with a cursor, instead of reading the whole tenant in one request.
+    /// status or import filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users:
+    /// when few of a large tenant's users match (ten accepted of 100,000 imported), it comes
+    /// back short, or empty, with a cursor, instead of reading the whole tenant in one request.
     /// The cursor carries only the sort key; the partition comes from the caller's tenant,
     /// so a forged cursor cannot reach another tenant.
     pub async fn list_users(
