@@ -331,3 +331,44 @@ async fn email_prefix_refuses_what_no_address_can_start_with() {
         );
     }
 }
+
+#[tokio::test]
+async fn email_verified_finds_who_joined_without_proving_their_mailbox() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let (_, by_mail) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
+    let by_link = invite_quietly(&api, &admin, &tenant, &[unique_email("link")]).await[0].clone();
+    let link = api.access_link(&admin, &by_link).await;
+    let (_, token) = link_in(link.json["url"].as_str().unwrap(), "accept-invite").unwrap();
+    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+    invite_quietly(&api, &admin, &tenant, &[unique_email("waiting")]).await;
+    let ids = |query: &str| {
+        let (api, admin, tenant) = (&api, &admin, &tenant);
+        let path = format!("/v1/tenants/{tenant}/users?{query}");
+        async move {
+            let resp = api.get(&path, Some(admin)).await;
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            resp.json["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let unverified_active = ids("status=active&email_verified=false").await;
+    let verified = ids("email_verified=true").await;
+    let bad = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?email_verified=yes"),
+            Some(&admin),
+        )
+        .await;
+
+    assert_eq!(unverified_active, [by_link]);
+    assert_eq!(verified, [by_mail]);
+    bad.assert_problem(400, "validation_failed");
+}

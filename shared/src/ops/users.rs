@@ -264,7 +264,7 @@ async fn list<M: Mailer>(
     ))
 }
 
-/// `?status=`, `?email_prefix=` and `?import_id=`, each optional.
+/// `?status=`, `?email_prefix=`, `?import_id=` and `?email_verified=`, each optional.
 fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
     let status = match http::query_param(req, "status") {
         None => None,
@@ -295,9 +295,21 @@ fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
             )
         })?),
     };
+    let email_verified = match http::query_param(req, "email_verified").as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            return Err(Problem::new(
+                Code::ValidationFailed,
+                "email_verified must be true or false.",
+            ));
+        }
+    };
     Ok(UserFilter {
         status,
         email_prefix,
         import,
+        email_verified,
     })
 }

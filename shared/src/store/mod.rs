@@ -152,13 +152,15 @@ pub struct UserFilter {
     pub email_prefix: Option<EmailPrefix>,
     /// Only users this CSV import invited.
     pub import: Option<ImportId>,
+    /// Only users who have (or have not) proved control of their mailbox.
+    pub email_verified: Option<bool>,
 }
 
 impl UserFilter {
     /// Whether the listing drops users after reading them (DynamoDB's filter expression),
     /// rather than reading only the matching key range.
     fn filters_after_read(&self) -> bool {
-        self.status.is_some() || self.import.is_some()
+        self.status.is_some() || self.import.is_some() || self.email_verified.is_some()
     }
 }
 
@@ -550,7 +552,7 @@ impl Store {
     }
 
     /// A page of a tenant's users, ordered by email, narrowed by `filter`. A page with a
-    /// status or import filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users:
+    /// status, import or verification filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users:
     /// when few of a large tenant's users match (ten accepted of 100,000 imported), it comes
     /// back short, or empty, with a cursor, instead of reading the whole tenant in one request.
     /// The cursor carries only the sort key; the partition comes from the caller's tenant,
@@ -612,6 +614,11 @@ impl Store {
             if let Some(import) = &filter.import {
                 conditions.push("import_id = :import");
                 query = query.expression_attribute_values(":import", av(import.as_str()));
+            }
+            if let Some(verified) = filter.email_verified {
+                conditions.push("email_verified = :verified");
+                query =
+                    query.expression_attribute_values(":verified", AttributeValue::Bool(verified));
             }
             if !conditions.is_empty() {
                 query = query.filter_expression(conditions.join(" AND "));
