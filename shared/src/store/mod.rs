@@ -516,10 +516,19 @@ impl Store {
             .query()
             .table_name(&self.table)
             .key_condition_expression(format!("{pk_name} = :pk"))
+            .expression_attribute_values(":pk", av(partition.pk()))
             .scan_index_forward(!newest_first)
             .limit(limit);
+        let index_of = match &partition {
+            Partition::Table { .. } => None,
+            Partition::TenantUsersIndex { table_pk, .. } => Some(table_pk),
+        };
+        if index_of.is_some() {
+            query = query.index_name(items::TENANT_USERS_INDEX);
+        }
         if let Some(sk) = cursor.and_then(items::decode_cursor) {
-            if let Partition::TenantUsersIndex { table_pk, .. } = &partition {
+            // An index's start key holds the item's table key too.
+            if let Some(table_pk) = index_of {
                 query = query
                     .exclusive_start_key("PK", av(table_pk.clone()))
                     .exclusive_start_key("SK", av(sk.clone()));
@@ -528,12 +537,6 @@ impl Store {
                 .exclusive_start_key(pk_name, av(partition.pk()))
                 .exclusive_start_key(sk_name, av(sk));
         }
-        query = match partition {
-            Partition::Table { pk } => query.expression_attribute_values(":pk", av(pk)),
-            Partition::TenantUsersIndex { pk, .. } => query
-                .index_name(items::TENANT_USERS_INDEX)
-                .expression_attribute_values(":pk", av(pk)),
-        };
         let out = query
             .send()
             .await
@@ -552,9 +555,10 @@ impl Store {
     }
 
     /// A page of a tenant's users, ordered by email, narrowed by `filter`. A page with a
-    /// status, import or verification filter reads at most [`MAX_PAGE_QUERIES`] × [`FILTERED_READ`] users:
-    /// when few of a large tenant's users match (ten accepted of 100,000 imported), it comes
-    /// back short, or empty, with a cursor, instead of reading the whole tenant in one request.
+    /// status, import or verification filter reads at most [`MAX_PAGE_QUERIES`] ×
+    /// [`FILTERED_READ`] users: when few of a large tenant's users match (ten accepted of
+    /// 100,000 imported), it comes back short, or empty, with a cursor, instead of reading the
+    /// whole tenant in one request.
     /// The cursor carries only the sort key; the partition comes from the caller's tenant,
     /// so a forged cursor cannot reach another tenant.
     pub async fn list_users(
