@@ -90,6 +90,22 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters().first(name).map(str::to_owned)
 }
 
+/// An optional query parameter, parsed: absent is `None`, and a value `parse` refuses is
+/// 400 `validation_failed` with `detail`.
+pub fn parsed_query<T>(
+    req: &Request,
+    name: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+    detail: impl Into<String>,
+) -> Result<Option<T>, Problem> {
+    match query_param(req, name) {
+        None => Ok(None),
+        Some(raw) => parse(&raw)
+            .map(Some)
+            .ok_or_else(|| Problem::new(Code::ValidationFailed, detail)),
+    }
+}
+
 /// The caller's address as API Gateway saw it (never a client-supplied header).
 pub fn source_ip(req: &Request) -> Option<String> {
     match req.request_context_ref() {

@@ -10,7 +10,7 @@ use crate::auth;
 use crate::domain::{TenantId, UserId};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
-use crate::problem::{Code, Problem};
+use crate::problem::Problem;
 use crate::store::items::timestamp;
 use crate::store::{AuditEvent, Party};
 
@@ -66,15 +66,12 @@ async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .and_then(|t| TenantId::parse(&t).ok())
         .ok_or_else(|| Problem::not_found("tenant"))?;
     caller.require_manager_of(&tenant, "tenant")?;
-    let about = match http::query_param(req, "user_id") {
-        None => None,
-        Some(raw) => Some(UserId::parse(&raw).ok_or_else(|| {
-            Problem::new(
-                Code::ValidationFailed,
-                "user_id must be the id of a user (the `id` the user list shows).",
-            )
-        })?),
-    };
+    let about = http::parsed_query(
+        req,
+        "user_id",
+        UserId::parse,
+        "user_id must be the id of a user (the `id` the user list shows).",
+    )?;
     let limit = http::page_limit(req)?;
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(Problem::not_found("tenant"));

@@ -825,8 +825,6 @@ fn parse<R: std::io::Read>(reader: R, checkpoint: Option<Checkpoint>, tx: mpsc::
 
 const REPORT_HEADER: &str = "line,email,role,status,code,detail,user_id,email_sent\r\n";
 
-/// One report line. Every cell is quoted, and a cell that a spreadsheet would read as a
-/// formula (`=`, `+`, `-`, `@`, tab, CR) is prefixed with `'`, so it shows as text.
 /// The `Invitation Created` event of a row this import invited.
 fn invitation_created(
     user: &User,
@@ -840,6 +838,8 @@ fn invitation_created(
         .with("import_id", import.to_string())
 }
 
+/// One report line. Every cell is quoted, and a cell that a spreadsheet would read as a
+/// formula (`=`, `+`, `-`, `@`, tab, CR) is prefixed with `'`, so it shows as text.
 fn report_line(out: &mut String, row: &RowMarker) {
     let (status, code, detail, user_id, email_sent) = match &row.outcome {
         RowOutcome::Invited {

@@ -266,50 +266,33 @@ async fn list<M: Mailer>(
 
 /// `?status=`, `?email_prefix=`, `?import_id=` and `?email_verified=`, each optional.
 fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
-    let status = match http::query_param(req, "status") {
-        None => None,
-        Some(raw) => Some(UserStatus::parse(&raw).ok_or_else(|| {
-            Problem::new(
-                Code::ValidationFailed,
-                "status must be one of: invited, active, expired.",
-            )
-        })?),
-    };
-    let email_prefix = match http::query_param(req, "email_prefix") {
-        None => None,
-        Some(raw) => Some(EmailPrefix::parse(&raw).map_err(|_| {
-            Problem::new(
-                Code::ValidationFailed,
-                format!(
-                    "email_prefix must be the start of an address: 1 to {MAX_EMAIL_LEN} characters, without line breaks or other control characters."
-                ),
-            )
-        })?),
-    };
-    let import = match http::query_param(req, "import_id") {
-        None => None,
-        Some(raw) => Some(ImportId::parse(&raw).ok_or_else(|| {
-            Problem::new(
-                Code::ValidationFailed,
-                "import_id must be the import_id of a CSV import (GET /v1/imports/{import_id}).",
-            )
-        })?),
-    };
-    let email_verified = match http::query_param(req, "email_verified").as_deref() {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => {
-            return Err(Problem::new(
-                Code::ValidationFailed,
-                "email_verified must be true or false.",
-            ));
-        }
-    };
     Ok(UserFilter {
-        status,
-        email_prefix,
-        import,
-        email_verified,
+        status: http::parsed_query(
+            req,
+            "status",
+            UserStatus::parse,
+            "status must be one of: invited, active, expired.",
+        )?,
+        email_prefix: http::parsed_query(
+            req,
+            "email_prefix",
+            |raw| EmailPrefix::parse(raw).ok(),
+            format!(
+                "email_prefix must be the start of an address: 1 to {MAX_EMAIL_LEN} characters, without line breaks or other control characters."
+            ),
+        )?,
+        import: http::parsed_query(
+            req,
+            "import_id",
+            ImportId::parse,
+            "import_id must be the import_id of a CSV import (GET /v1/imports/{import_id}).",
+        )?,
+        // Exactly `true` or `false`, as `bool`'s parser takes.
+        email_verified: http::parsed_query(
+            req,
+            "email_verified",
+            |raw| raw.parse().ok(),
+            "email_verified must be true or false.",
+        )?,
     })
 }
