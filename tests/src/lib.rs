@@ -424,21 +424,30 @@ impl Api {
 }
 
 /// The lifecycle events published about `tenant` (archived on moto), oldest first; waits up
-/// to 5 s for at least `expected` of them.
+/// to 5 s for at least `expected` of them. moto builds `data.json` from every backend while
+/// other tests write to them, and now and then answers 500: such a read counts as "not yet".
 pub async fn events_of(stack: &TestStack, tenant: &str, expected: usize) -> Vec<Value> {
     let http = reqwest::Client::new();
     let mut found = Vec::new();
+    let mut last_error = None;
     for _ in 0..50 {
-        found = latchkey_local::lifecycle::published(&http, stack.moto_url())
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e["detail"]["tenant"] == tenant)
-            .collect();
-        if found.len() >= expected {
-            break;
+        match latchkey_local::lifecycle::published(&http, stack.moto_url()).await {
+            Ok(events) => {
+                last_error = None;
+                found = events
+                    .into_iter()
+                    .filter(|e| e["detail"]["tenant"] == tenant)
+                    .collect();
+                if found.len() >= expected {
+                    break;
+                }
+            }
+            Err(err) => last_error = Some(err),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(err) = last_error {
+        panic!("moto's archive could not be read: {err:#}");
     }
     found
 }
