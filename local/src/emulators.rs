@@ -158,6 +158,43 @@ pub async fn start_moto(paths: &Paths, port: u16) -> Result<Emulator> {
     Ok(emulator)
 }
 
+/// Reads moto's state document (`/moto-api/data.json`): the mail SES accepted and the archived
+/// events. moto builds it from every backend at once and, while other clients write to them,
+/// now and then answers 500 or drops the connection; such a read is tried again, up to
+/// `DATA_ATTEMPTS` times, before it counts as an error.
+pub async fn moto_data(http: &reqwest::Client, moto_url: &str) -> Result<serde_json::Value> {
+    let url = format!("{}/moto-api/data.json", moto_url.trim_end_matches('/'));
+    let mut attempt = 1;
+    loop {
+        match read_json(http, &url).await {
+            Ok(data) => return Ok(data),
+            Err(err) if attempt >= DATA_ATTEMPTS => {
+                return Err(err.context(format!("{attempt} attempts")));
+            }
+            Err(err) => {
+                debug!(error = %format!("{err:#}"), attempt, "moto's data.json: trying again")
+            }
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+    }
+}
+
+/// Tries of [`moto_data`]: about 2 s of waiting in all.
+const DATA_ATTEMPTS: u32 = 6;
+
+async fn read_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
+    http.get(url)
+        .send()
+        .await
+        .with_context(|| format!("fetching {url}"))?
+        .error_for_status()
+        .with_context(|| format!("fetching {url}"))?
+        .json()
+        .await
+        .with_context(|| format!("decoding {url}"))
+}
+
 fn launch(
     name: &'static str,
     mut cmd: tokio::process::Command,

@@ -12,18 +12,9 @@ pub const ARCHIVE: &str = "latchkey-lifecycle";
 /// Every lifecycle event archived so far, oldest first, as full EventBridge events
 /// (`source`, `detail-type`, `time`, `detail`, ...). The emulator is shared: filter by tenant.
 pub async fn published(http: &reqwest::Client, moto_url: &str) -> Result<Vec<Value>> {
-    let data: Value = http
-        .get(format!(
-            "{}/moto-api/data.json",
-            moto_url.trim_end_matches('/')
-        ))
-        .send()
+    let data = crate::emulators::moto_data(http, moto_url)
         .await
-        .context("reading moto's data")?
-        .error_for_status()?
-        .json()
-        .await
-        .context("moto's data is not JSON")?;
+        .context("reading moto's data")?;
     let archives = data["events"]["Archive"]
         .as_array()
         .cloned()

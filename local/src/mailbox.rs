@@ -4,7 +4,7 @@
 //! moto keeps one body per message (the HTML part when there is one, else the text part),
 //! so the text of an HTML mail is derived from its HTML here, hrefs included.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,18 +38,7 @@ impl SentMail {
 
 /// All mail moto has accepted, oldest first.
 pub async fn fetch(http: &reqwest::Client, moto_url: &str) -> Result<Vec<SentMail>> {
-    let url = format!("{}/moto-api/data.json", moto_url.trim_end_matches('/'));
-    let data: Value = http
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("fetching {url}"))?
-        .error_for_status()
-        .with_context(|| format!("fetching {url}"))?
-        .json()
-        .await
-        .with_context(|| format!("decoding {url}"))?;
-    Ok(parse(&data))
+    Ok(parse(&crate::emulators::moto_data(http, moto_url).await?))
 }
 
 /// The SES messages of a moto `data.json` document.
