@@ -235,6 +235,23 @@ async fn flows(
         "POST /v1/users/{id}/resend-invitation",
         &resp,
     );
+    // The members other than grace and the one deleted below, mailed again at once.
+    let chased: Vec<&String> = ids[2..].iter().collect();
+    let resp = api
+        .post(
+            &format!("/v1/tenants/{tenant}/invitations/resend"),
+            Some(admin),
+            &json!({ "user_ids": chased }),
+        )
+        .await?
+        .expect(200, "resend many")?;
+    rec.record_with(
+        format!("resend invitations, {} users", chased.len()),
+        "POST /v1/tenants/{tenant}/invitations/resend",
+        resp.status,
+        None,
+        chased.len() as u64,
+    );
     let resp = api
         .post(
             &format!("{}/access-link", user(&grace_id)),
@@ -585,9 +602,17 @@ fn render(rows: &[Row]) -> String {
         );
         if row.per > 1 {
             let per = |n: u64| format!("{:.2}", n as f64 / row.per as f64);
+            let floor = row.floor.as_ref().map_or("—".to_owned(), |f| {
+                format!(
+                    "{} read, {} write, {} SES",
+                    f.reads / row.per,
+                    f.writes / row.per,
+                    f.ses / row.per
+                )
+            });
             let _ = writeln!(
                 out,
-                "| … per invitee | | | | {} | {} | {} | 0 read, 1 write, 1 SES | |",
+                "| … per user | | | | {} | {} | {} | {floor} | |",
                 per(c.reads()),
                 per(c.writes()),
                 per(c.ses_sends)

@@ -186,6 +186,16 @@ impl Api {
     }
 }
 
+/// One malformed request and the problem it must get: (what, content type, body, expected
+/// status, expected code).
+pub type Case = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     let n: u64 = rand::thread_rng().r#gen();
@@ -298,6 +308,26 @@ pub async fn invite_token_is_live(api: &Api, token: &str) -> bool {
     }
 }
 
+/// Moves a pending invitation's expiry (and its place in the expiry index) a minute back.
+pub async fn backdate_invitation(stack: &TestStack, id: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let at = (chrono::Utc::now() - chrono::Duration::seconds(60))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    stack
+        .dynamodb_client()
+        .update_item()
+        .table_name(stack.table_name())
+        .key("PK", S(format!("USER#{id}")))
+        .key("SK", S("PROFILE".into()))
+        .update_expression("SET invite_expires_at = :at, GSI2SK = :sk")
+        .condition_expression("attribute_exists(GSI2SK)")
+        .expression_attribute_values(":at", S(at.clone()))
+        .expression_attribute_values(":sk", S(format!("{at}#{id}")))
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Every invitation token mailed to `to`, oldest first.
 pub async fn mailed_tokens(stack: &TestStack, to: &str, page: &str) -> Vec<String> {
     stack
@@ -326,6 +356,15 @@ pub async fn tenant_with_invitee(stack: &TestStack, api: &Api) -> (String, Strin
 }
 
 impl Api {
+    pub async fn resend_many(&self, token: &str, tenant: &str, user_ids: &[&str]) -> Resp {
+        self.post(
+            &format!("/v1/tenants/{tenant}/invitations/resend"),
+            Some(token),
+            &json!({"user_ids": user_ids}),
+        )
+        .await
+    }
+
     pub async fn resend(&self, token: &str, user_id: &str) -> Resp {
         self.post(
             &format!("/v1/users/{user_id}/resend-invitation"),

@@ -4,15 +4,6 @@ use latchkey_tests::*;
 use reqwest::Method;
 use serde_json::json;
 
-/// One malformed request and the problem it must get.
-type Case = (
-    &'static str,
-    Option<&'static str>,
-    Vec<u8>,
-    u16,
-    &'static str,
-);
-
 /// (what, content type, body, expected status, expected code)
 fn invite_cases() -> Vec<Case> {
     let many: Vec<_> = (0..501)

@@ -124,26 +124,6 @@ async fn resending_an_expired_invitation_makes_it_pending_again() {
     );
 }
 
-/// Moves a pending invitation's expiry (and its place in the expiry index) a minute back.
-async fn backdate_invitation(stack: &TestStack, id: &str) {
-    use aws_sdk_dynamodb::types::AttributeValue::S;
-    let at = (chrono::Utc::now() - chrono::Duration::seconds(60))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    stack
-        .dynamodb_client()
-        .update_item()
-        .table_name(stack.table_name())
-        .key("PK", S(format!("USER#{id}")))
-        .key("SK", S("PROFILE".into()))
-        .update_expression("SET invite_expires_at = :at, GSI2SK = :sk")
-        .condition_expression("attribute_exists(GSI2SK)")
-        .expression_attribute_values(":at", S(at.clone()))
-        .expression_attribute_values(":sk", S(format!("{at}#{id}")))
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_sweep_racing_resends_never_expires_a_fresh_invitation() {
     let stack = TestStack::builder()

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 const TRANSACT: &str = "TransactWriteItems";
 const GET: &str = "GetItem";
 const UPDATE: &str = "UpdateItem";
+const BATCH_GET: &str = "BatchGetItem";
 
 /// A stack whose functions go through a fault proxy; `env` is for every function.
 async fn stack(env: &[(&str, &str)]) -> (TestStack, FaultProxy) {
@@ -303,6 +304,70 @@ async fn a_store_outage_before_the_rows_fails_the_whole_invite_with_503_and_retr
     let resp = api.invite(&admin, &tenant, rows(&[&email])).await;
     assert_eq!(row_statuses(&resp), ["invited"], "{}", resp.text);
     assert_table_consistent(&stack).await;
+}
+
+#[tokio::test]
+async fn a_bulk_resend_whose_renewals_fail_rejects_each_row_and_the_old_links_still_work() {
+    let (stack, proxy) = stack(FEW_ATTEMPTS).await;
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let emails = [unique_email("chase-a"), unique_email("chase-b")];
+    let invited = api.invite(&admin, &tenant, rows(&emails)).await;
+    let ids: Vec<&str> = invited.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap())
+        .collect();
+
+    proxy.set(FaultPlan::new().always(TRANSACT, Fault::Throttling));
+    let resp = api.resend_many(&admin, &tenant, &ids).await;
+
+    assert_clear_answer(&resp);
+    assert_eq!(
+        row_statuses(&resp),
+        ["service_unavailable", "service_unavailable"],
+        "{}",
+        resp.text
+    );
+    assert!(
+        resp.json["results"][0]["error"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("retry")),
+        "{}",
+        resp.text
+    );
+    for email in &emails {
+        let tokens = mailed_tokens(&stack, email, "accept-invite").await;
+        assert_eq!(tokens.len(), 1, "no mail for a renewal that failed");
+        assert!(invite_token_is_live(&api, &tokens[0]).await);
+    }
+    assert_table_consistent(&stack).await;
+
+    proxy.clear();
+    let again = api.resend_many(&admin, &tenant, &ids).await;
+    assert_eq!(row_statuses(&again), ["resent", "resent"], "{}", again.text);
+}
+
+#[tokio::test]
+async fn a_bulk_resend_that_cannot_read_its_users_answers_503_and_sends_nothing() {
+    let (stack, proxy) = stack(FEW_ATTEMPTS).await;
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
+
+    proxy.set(FaultPlan::new().always(BATCH_GET, Fault::InternalServerError));
+    let resp = api.resend_many(&admin, &tenant, &[&id]).await;
+
+    assert_unavailable(&resp);
+    assert!(proxy.injected().keys().any(|t| t.ends_with(BATCH_GET)));
+    assert_eq!(
+        mailed_tokens(&stack, &email, "accept-invite").await.len(),
+        1
+    );
+    proxy.clear();
+    let again = api.resend_many(&admin, &tenant, &[&id]).await;
+    assert_eq!(row_statuses(&again), ["resent"], "{}", again.text);
 }
 
 #[tokio::test]

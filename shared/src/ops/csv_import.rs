@@ -406,15 +406,7 @@ impl<M: Mailer> Job<'_, M> {
     ) -> Result<bool, ImportError> {
         let wanted = checked.iter().filter(|(_, c)| c.is_ok()).count() as u32;
         let app = &self.importer.app;
-        Ok(app
-            .store
-            .rate_limit(
-                &format!("invite-mail#{}", tenant.id),
-                app.config.invite_mail_per_hour,
-                Duration::from_secs(3600),
-                wanted,
-                now(),
-            )
+        Ok(invite::spend_invite_mail(app, &tenant.id, wanted)
             .await?
             .is_ok())
     }

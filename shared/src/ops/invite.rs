@@ -201,18 +201,7 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     } else {
         0
     };
-    let budget_key = format!("invite-mail#{}", tenant.id);
-    if let Err(retry_after) = app
-        .store
-        .rate_limit(
-            &budget_key,
-            app.config.invite_mail_per_hour,
-            Duration::from_secs(3600),
-            mails,
-            now(),
-        )
-        .await?
-    {
+    if let Err(retry_after) = spend_invite_mail(app, &tenant.id, mails).await? {
         return Err(Problem::new(
             Code::RateLimited,
             format!("This tenant may send {} invitation emails per hour; try again later or invite without email.", app.config.invite_mail_per_hour),
@@ -237,6 +226,25 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .collect()
         .await;
     Ok(http::json(200, &InviteResponse { results }))
+}
+
+/// Takes `mails` from the tenant's hourly invitation-mail budget (`INVITE_MAIL_PER_HOUR`),
+/// which inviting, resending in bulk and the CSV import share: `Err(retry_after)` when they
+/// do not fit.
+pub async fn spend_invite_mail<M: Mailer>(
+    app: &App<M>,
+    tenant: &TenantId,
+    mails: u32,
+) -> Result<Result<(), u64>, crate::store::StoreError> {
+    app.store
+        .rate_limit(
+            &format!("invite-mail#{tenant}"),
+            app.config.invite_mail_per_hour,
+            Duration::from_secs(3600),
+            mails,
+            now(),
+        )
+        .await
 }
 
 /// Echoed emails are bounded so that a 10 KB "address" is not sent back in full.

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Email, EmailPrefix, ImportId, TenantId, UserId, UserStatus};
@@ -143,6 +143,10 @@ pub enum ConditionalError {
 pub const FILTERED_READ: i32 = 100;
 /// Queries one page of a listing may take.
 pub const MAX_PAGE_QUERIES: u32 = 10;
+/// Keys per `BatchGetItem`: DynamoDB's own limit.
+const BATCH_GET_KEYS: usize = 100;
+/// `BatchGetItem` requests for one chunk, the first included, while keys come back unprocessed.
+const BATCH_GET_ATTEMPTS: u32 = 4;
 
 /// Which of a tenant's users a listing returns.
 #[derive(Debug, Clone, Default)]
@@ -265,6 +269,72 @@ impl Store {
             None => Ok(None),
             Some(item) => Ok(Some(decode::<UserItem>("get_user", item)?.user)),
         }
+    }
+
+    /// Reads many users at once, strongly consistent: one `BatchGetItem` per 100 ids. An id
+    /// without a user is absent from the map. Keys DynamoDB leaves unprocessed (it does so
+    /// under throttling) are asked for again, a few times, before the read counts as failed.
+    pub async fn get_users(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, StoreError> {
+        const OPERATION: &str = "get_users";
+        // DynamoDB refuses a batch that names one key twice.
+        let unique: Vec<&UserId> = ids
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut users = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_KEYS) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| {
+                    let (pk, sk) = keys::user(id);
+                    HashMap::from([("PK".to_owned(), av(pk)), ("SK".to_owned(), av(sk))])
+                })
+                .collect();
+            for attempt in 1..=BATCH_GET_ATTEMPTS {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::build(OPERATION, e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::sdk(OPERATION, e))?;
+                let found = out
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default();
+                for item in found {
+                    let user = decode::<UserItem>(OPERATION, item)?.user;
+                    users.insert(user.id.clone(), user);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .map(|left| left.keys)
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == BATCH_GET_ATTEMPTS {
+                    return Err(StoreError::Service {
+                        operation: OPERATION,
+                        code: "UnprocessedKeys".to_owned(),
+                        message: format!(
+                            "{} keys still unprocessed after {attempt} attempts",
+                            pending.len()
+                        ),
+                        transient: true,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
+        }
+        Ok(users)
     }
 
     /// Resolves an address to its account through the uniqueness record.

@@ -1,0 +1,389 @@
+//! Chasing many invitations in one request: `POST /v1/tenants/{tenant}/invitations/resend`.
+
+use latchkey_tests::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A tenant with `n` people invited by mail; returns (admin token, tenant, [(email, id)]).
+async fn tenant_with_invitees(
+    stack: &TestStack,
+    api: &Api,
+    n: usize,
+) -> (String, String, Vec<(String, String)>) {
+    let admin = api.admin_token(stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let rows: Vec<Value> = (0..n)
+        .map(|_| json!({"email": unique_email("chase")}))
+        .collect();
+    let resp = api.invite(&admin, &tenant, json!(rows)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let people = resp.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["email"].as_str().unwrap().to_owned(),
+                r["user_id"].as_str().expect("invited").to_owned(),
+            )
+        })
+        .collect();
+    (admin, tenant, people)
+}
+
+/// Each result's `status`, and its error code where it was rejected.
+fn outcomes(resp: &Resp) -> Vec<(String, Option<String>)> {
+    resp.json["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {}", resp.text))
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["error"]["code"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_request_mails_every_listed_expired_person_a_new_link_that_works() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 3).await;
+    for (_, id) in &people[..2] {
+        backdate_invitation(&stack, id).await;
+    }
+    stack.invoke("expiry-sweep", json!({})).await.unwrap();
+    let listed = api
+        .get(
+            &format!("/v1/tenants/{tenant}/users?status=expired&limit=100"),
+            Some(&admin),
+        )
+        .await;
+    let expired: Vec<&str> = listed.json["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(expired.len(), 2, "{}", listed.text);
+
+    let resp = api.resend_many(&admin, &tenant, &expired).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let results = resp.json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for (result, id) in results.iter().zip(&expired) {
+        assert_eq!(result["status"], "resent", "{result}");
+        assert_eq!(result["user_id"], *id);
+        assert_eq!(result["email_sent"], true);
+        assert!(result["expires_at"].is_string());
+    }
+    for (email, id) in &people[..2] {
+        assert_eq!(api.user(&admin, id).await.json["status"], "invited");
+        let tokens = mailed_tokens(&stack, email, "accept-invite").await;
+        assert_eq!(tokens.len(), 2, "the invitation and its resend");
+        assert!(!invite_token_is_live(&api, &tokens[0]).await, "old link");
+        let (_, token) = mailed_link(&stack, email, "accept-invite").await.unwrap();
+        assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+    }
+    assert_eq!(
+        mailed_tokens(&stack, &people[2].0, "accept-invite")
+            .await
+            .len(),
+        1,
+        "the person not listed got no second mail"
+    );
+    let resent = events_of(&stack, &tenant, 7)
+        .await
+        .into_iter()
+        .filter(|e| e["detail-type"] == "Invitation Resent")
+        .count();
+    assert_eq!(resent, 2, "one event per person resent");
+}
+
+#[tokio::test]
+async fn each_id_gets_its_own_answer_in_order_and_a_refused_one_changes_nothing() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
+    let (pending_email, pending) = &people[0];
+    let (active_email, active) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
+    let (_, other_tenant, others) = tenant_with_invitees(&stack, &api, 1).await;
+    let (other_email, other) = &others[0];
+    let long = "x".repeat(1000);
+    // (id sent, expected status, expected code)
+    let cases: Vec<(&str, &str, Option<&str>)> = vec![
+        (pending, "resent", None),
+        (&active, "rejected", Some("user_active")),
+        ("../../etc/passwd", "rejected", Some("not_found")),
+        ("AAAAAAAAAAAAAAAAAAAAAA", "rejected", Some("not_found")),
+        (other, "rejected", Some("not_found")),
+        (pending, "rejected", Some("duplicate_in_request")),
+        (&long, "rejected", Some("not_found")),
+    ];
+    let ids: Vec<&str> = cases.iter().map(|(id, _, _)| *id).collect();
+
+    let resp = api.resend_many(&admin, &tenant, &ids).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let expected: Vec<(String, Option<String>)> = cases
+        .iter()
+        .map(|(_, status, code)| (status.to_string(), code.map(str::to_owned)))
+        .collect();
+    assert_eq!(outcomes(&resp), expected, "{}", resp.text);
+    let results = resp.json["results"].as_array().unwrap();
+    assert_eq!(
+        (&results[2]["error"], &results[3]["error"]),
+        (&results[4]["error"], &results[4]["error"]),
+        "a malformed id, an unknown one and another tenant's read the same"
+    );
+    assert_eq!(results[6]["user_id"].as_str().unwrap().len(), 64);
+    assert!(
+        results[1]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("password reset")
+    );
+    assert_eq!(
+        mailed_tokens(&stack, pending_email, "accept-invite")
+            .await
+            .len(),
+        2,
+        "a duplicated id is mailed once"
+    );
+    assert_eq!(stack.mail_to(&active_email).await.unwrap().len(), 1);
+    let other_tokens = mailed_tokens(&stack, other_email, "accept-invite").await;
+    assert_eq!(other_tokens.len(), 1, "another tenant's user is not mailed");
+    assert!(invite_token_is_live(&api, &other_tokens[0]).await);
+    let other_user = api.user(&admin, other).await;
+    assert_eq!(other_user.json["tenant"], other_tenant.as_str());
+}
+
+#[tokio::test]
+async fn a_user_past_their_hourly_resends_is_refused_alone() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 2).await;
+    let (tired, fresh) = (&people[0].1, &people[1].1);
+    for _ in 0..5 {
+        assert_eq!(api.resend(&admin, tired).await.status, 200);
+    }
+
+    let resp = api.resend_many(&admin, &tenant, &[tired, fresh]).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        outcomes(&resp),
+        vec![
+            ("rejected".to_owned(), Some("rate_limited".to_owned())),
+            ("resent".to_owned(), None),
+        ]
+    );
+    let detail = resp.json["results"][0]["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("Possible again in"), "{detail}");
+    assert_eq!(
+        mailed_tokens(&stack, &people[0].0, "accept-invite")
+            .await
+            .len(),
+        6,
+        "the invitation and five resends, no seventh"
+    );
+}
+
+#[tokio::test]
+async fn a_request_past_the_tenant_mail_budget_sends_nothing() {
+    let stack = TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", "3")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    // The two invitations spend two of the tenant's three mails.
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 2).await;
+    let ids: Vec<&str> = people.iter().map(|(_, id)| id.as_str()).collect();
+
+    let refused = api.resend_many(&admin, &tenant, &ids).await;
+
+    refused.assert_problem(429, "rate_limited");
+    assert!(refused.headers.contains_key("retry-after"));
+    for (email, _) in &people {
+        let tokens = mailed_tokens(&stack, email, "accept-invite").await;
+        assert_eq!(tokens.len(), 1, "no mail went out");
+        assert!(
+            invite_token_is_live(&api, &tokens[0]).await,
+            "nothing renewed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_bulk_resends_at_once_leave_each_person_exactly_one_live_link() {
+    let stack = TestStack::builder().instances(2).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 4).await;
+    let ids: Vec<&str> = people.iter().map(|(_, id)| id.as_str()).collect();
+
+    let (a, b) = tokio::join!(
+        api.resend_many(&admin, &tenant, &ids),
+        api.resend_many(&admin, &tenant, &ids)
+    );
+
+    for resp in [&a, &b] {
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        for (status, code) in outcomes(resp) {
+            assert!(
+                status == "resent" || code.as_deref() == Some("conflict"),
+                "{status} {code:?}"
+            );
+        }
+    }
+    for (email, _) in &people {
+        let mut live = 0;
+        for token in mailed_tokens(&stack, email, "accept-invite").await {
+            live += usize::from(invite_token_is_live(&api, &token).await);
+        }
+        assert_eq!(live, 1, "{email}: exactly one live link");
+    }
+}
+
+#[tokio::test]
+async fn malformed_bulk_resends_get_precise_problems_and_change_nothing() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
+    let many: Vec<String> = (0..101).map(|_| people[0].1.clone()).collect();
+    let huge = json!({"user_ids": ["x".repeat(300 * 1024)]});
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            Some("application/json"),
+            b"{\"user_ids\": [".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "empty body",
+            Some("application/json"),
+            vec![],
+            400,
+            "malformed_json",
+        ),
+        (
+            "not an object",
+            Some("application/json"),
+            b"[1]".to_vec(),
+            400,
+            "validation_failed",
+        ),
+        (
+            "ids not strings",
+            Some("application/json"),
+            br#"{"user_ids":[42]}"#.to_vec(),
+            400,
+            "validation_failed",
+        ),
+        (
+            "unknown field",
+            Some("application/json"),
+            br#"{"user_ids":["a"],"all":true}"#.to_vec(),
+            400,
+            "validation_failed",
+        ),
+        (
+            "no ids",
+            Some("application/json"),
+            br#"{"user_ids":[]}"#.to_vec(),
+            400,
+            "validation_failed",
+        ),
+        (
+            "more than 100",
+            Some("application/json"),
+            serde_json::to_vec(&json!({"user_ids": many})).unwrap(),
+            400,
+            "validation_failed",
+        ),
+        (
+            "oversized",
+            Some("application/json"),
+            serde_json::to_vec(&huge).unwrap(),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "wrong content type",
+            Some("text/csv"),
+            br#"{"user_ids":["a"]}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    let before = scan_table(&stack).await.len();
+
+    for (what, content_type, body, status, code) in cases {
+        let resp = api
+            .send(
+                Method::POST,
+                &format!("/v1/tenants/{tenant}/invitations/resend"),
+                Some(&admin),
+                content_type,
+                body,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (resp.status, resp.code()),
+            (status, code),
+            "{what}: {}",
+            resp.text
+        );
+    }
+
+    assert_eq!(scan_table(&stack).await.len(), before, "nothing written");
+    assert_eq!(
+        mailed_tokens(&stack, &people[0].0, "accept-invite")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn only_managers_of_the_tenant_may_resend_its_invitations() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
+    let id = people[0].1.as_str();
+    let other_tenant = api.create_tenant(&admin).await;
+    let (outsider_email, _) = invite_and_accept(&stack, &api, &admin, &other_tenant, "admin").await;
+    let outsider = api.token(&other_tenant, &outsider_email, PASSWORD).await;
+    let (member_email, _) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
+    let member = api.token(&tenant, &member_email, PASSWORD).await;
+
+    api.resend_many(&outsider, &tenant, &[id])
+        .await
+        .assert_problem(404, "not_found");
+    api.resend_many(&member, &tenant, &[id])
+        .await
+        .assert_problem(403, "forbidden");
+    api.post(
+        &format!("/v1/tenants/{tenant}/invitations/resend"),
+        None,
+        &json!({"user_ids": [id]}),
+    )
+    .await
+    .assert_problem(401, "unauthorized");
+    api.resend_many(&admin, "no-such-tenant", &[id])
+        .await
+        .assert_problem(404, "not_found");
+
+    assert_eq!(
+        mailed_tokens(&stack, &people[0].0, "accept-invite")
+            .await
+            .len(),
+        1,
+        "no refused request mailed anyone"
+    );
+}
