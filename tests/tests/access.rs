@@ -194,6 +194,75 @@ async fn repeated_failed_sign_ins_are_limited_alike_for_known_and_unknown_addres
         .assert_problem(429, "rate_limited");
 }
 
+/// Ten failed sign-ins of `email` in `tenant`, then the proof that the address is locked.
+async fn lock_out(api: &Api, tenant: &str, email: &str) {
+    for _ in 0..10 {
+        api.sign_in(tenant, email, "wrong password guess")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    api.sign_in(tenant, email, "wrong password guess")
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn a_completed_password_reset_lifts_the_sign_in_lock_it_points_to() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_active_user(&stack, &api).await;
+    lock_out(&api, &tenant, &email).await;
+    let locked = api.sign_in(&tenant, &email, PASSWORD).await;
+    locked.assert_problem(429, "rate_limited");
+    assert!(
+        locked.json["detail"].as_str().unwrap().contains("reset"),
+        "{}",
+        locked.text
+    );
+
+    assert_eq!(api.forgot(&tenant, &email).await.status, 202);
+    let (_, token) = mailed_link(&stack, &email, "reset-password").await.unwrap();
+    let reset = api
+        .reset_password(&token, "an entirely new passphrase")
+        .await;
+    assert_eq!(reset.status, 200, "{}", reset.text);
+
+    let signed_in = api
+        .sign_in(&tenant, &email, "an entirely new passphrase")
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+}
+
+#[tokio::test]
+async fn accepting_an_invitation_lifts_a_sign_in_lock_on_the_address() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_invitee(&stack, &api).await;
+    lock_out(&api, &tenant, &email).await;
+
+    let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
+    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+
+    let signed_in = api.sign_in(&tenant, &email, PASSWORD).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+}
+
+#[tokio::test]
+async fn a_wrong_guess_after_an_unlock_counts_again_from_zero() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_invitee(&stack, &api).await;
+    lock_out(&api, &tenant, &email).await;
+    let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
+    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+
+    lock_out(&api, &tenant, &email).await;
+
+    api.sign_in(&tenant, &email, PASSWORD)
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
 #[tokio::test]
 async fn successful_sign_ins_are_not_counted_as_failures() {
     let stack = TestStack::start().await.unwrap();

@@ -92,7 +92,12 @@ async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let password =
         Password::parse(&body.password, Some(user.email.as_str())).map_err(AcceptError::from)?;
     let phc = password::hash_off_thread(password).await?;
-    match app.store.activate_invited(&user, &hash, &phc, now()).await {
+    let unlock = super::sessions::unlock(&app.store, &user.email)?;
+    match app
+        .store
+        .activate_invited(&user, &hash, &phc, now(), vec![unlock])
+        .await
+    {
         Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "invitation accepted");
             crate::events::emit(

@@ -217,7 +217,12 @@ async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let password =
         Password::parse(&body.password, Some(user.email.as_str())).map_err(LinkError::from)?;
     let phc = password::hash_off_thread(password).await?;
-    match app.store.complete_reset(&user, &hash, &phc, now()).await {
+    let unlock = super::sessions::unlock(&app.store, &user.email)?;
+    match app
+        .store
+        .complete_reset(&user, &hash, &phc, now(), vec![unlock])
+        .await
+    {
         Ok(()) => {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, "password reset completed");
             crate::events::emit(

@@ -15,6 +15,20 @@ use crate::{password, session};
 pub const MAX_FAILURES: u64 = 10;
 const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+fn failures_key(email: &Email) -> String {
+    format!("signin-failures#{email}")
+}
+
+/// The write that lifts `email`'s sign-in lock, part of every write that sets a new password
+/// (an accepted invitation, a completed reset): whoever just proved the mailbox is not the one
+/// who was guessing, and the 429's detail tells a locked-out user to reset.
+pub fn unlock(
+    store: &crate::store::Store,
+    email: &Email,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, crate::store::StoreError> {
+    store.rate_window_clear(&failures_key(email), FAILURE_WINDOW, now())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
@@ -57,7 +71,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let email = Email::parse(&body.email).ok();
     // Failed sign-ins are counted per address, whether or not it has an account, so the
     // limit slows password guessing without telling anyone which addresses exist.
-    let failures_key = email.as_ref().map(|e| format!("signin-failures#{e}"));
+    let failures_key = email.as_ref().map(failures_key);
     let within_limit = async {
         if let Some(key) = &failures_key {
             let (failures, retry_after) = app.store.rate_window(key, FAILURE_WINDOW, now()).await?;

@@ -148,6 +148,12 @@ const BATCH_GET_KEYS: usize = 100;
 /// `BatchGetItem` requests for one chunk, the first included, while keys come back unprocessed.
 const BATCH_GET_ATTEMPTS: u32 = 4;
 
+/// The fixed window of `window`'s length that `now` falls in: (start, length), in seconds.
+fn window_of(window: Duration, now: DateTime<Utc>) -> (i64, i64) {
+    let secs = window.as_secs().max(1) as i64;
+    (now.timestamp() - now.timestamp().rem_euclid(secs), secs)
+}
+
 /// Which of a tenant's users a listing returns.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
@@ -502,6 +508,7 @@ impl Store {
         token: &TokenHash,
         password_hash: &str,
         now: DateTime<Utc>,
+        extra: Vec<TransactWriteItem>,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "activate_invited";
         let verified = user.invite_via != Some(items::LinkVia::Link);
@@ -526,6 +533,7 @@ impl Store {
         if user.role == crate::domain::Role::TeamAdmin {
             items.push(self.team_admin_count(OPERATION, 1)?);
         }
+        items.extend(extra);
         self.transact(OPERATION, items).await
     }
 
@@ -738,6 +746,18 @@ impl Store {
         })
     }
 
+    /// A transaction item that empties `key`'s current window, for a write that ends what the
+    /// counter holds back (a new password ends a sign-in lock). Earlier windows no longer count.
+    pub fn rate_window_clear(
+        &self,
+        key: &str,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let (start, _) = window_of(window, now);
+        Write::delete(keys::rate(key, start)).build(self, "rate_window_clear")
+    }
+
     /// The count of the current fixed window of `key` and the seconds until it ends, without
     /// adding to it (a read: callers that count only failures look before they act).
     pub async fn rate_window(
@@ -746,8 +766,7 @@ impl Store {
         window: Duration,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
-        let window_secs = window.as_secs().max(1) as i64;
-        let start = now.timestamp() - now.timestamp().rem_euclid(window_secs);
+        let (start, window_secs) = window_of(window, now);
         let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
         let item = self.get("rate_window", keys::rate(key, start)).await?;
         let hits = item
@@ -772,8 +791,7 @@ impl Store {
         if cost == 0 {
             return Ok(Ok(()));
         }
-        let window_secs = window.as_secs().max(1) as i64;
-        let start = now.timestamp() - now.timestamp().rem_euclid(window_secs);
+        let (start, window_secs) = window_of(window, now);
         let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
         if cost > limit {
             return Ok(Err(retry_after));

@@ -1,7 +1,7 @@
 //! Account recovery writes: password-reset, email-verification and email-change links, and
 //! spending them. Each spend is one conditional write (or transaction) on the exact token.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::items::{self, AuditEvent, EmailItem, keys};
@@ -91,6 +91,7 @@ impl Store {
         hash: &TokenHash,
         password_hash: &str,
         now: DateTime<Utc>,
+        extra: Vec<TransactWriteItem>,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "complete_reset";
         let update = Write::update(keys::user(&user.id))
@@ -107,7 +108,9 @@ impl Store {
             .value(":h", av(hash.as_str()))
             .value(":one", AttributeValue::N("1".into()))
             .build(self, OPERATION)?;
-        self.transact(OPERATION, vec![update]).await
+        let mut writes = vec![update];
+        writes.extend(extra);
+        self.transact(OPERATION, writes).await
     }
 
     pub async fn complete_verify(
