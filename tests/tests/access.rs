@@ -264,6 +264,53 @@ async fn a_wrong_guess_after_an_unlock_counts_again_from_zero() {
 }
 
 #[tokio::test]
+async fn an_admin_sees_a_users_failed_sign_ins_and_until_when_they_are_locked_out() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_active_user(&stack, &api).await;
+    let sign_in = |resp: Resp| resp.json["sign_in"].clone();
+    assert_eq!(
+        sign_in(api.user(&admin, &id).await),
+        json!({"failures": 0, "locked_until": null})
+    );
+    for _ in 0..3 {
+        api.sign_in(&tenant, &email, "wrong password guess").await;
+    }
+    assert_eq!(
+        sign_in(api.user(&admin, &id).await),
+        json!({"failures": 3, "locked_until": null})
+    );
+
+    for _ in 3..10 {
+        api.sign_in(&tenant, &email, "wrong password guess").await;
+    }
+
+    let state = sign_in(api.user(&admin, &id).await);
+    assert_eq!(state["failures"], 10, "{state}");
+    let until = chrono::DateTime::parse_from_rfc3339(state["locked_until"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let ahead = until - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::zero() && ahead <= chrono::Duration::minutes(15),
+        "{state}"
+    );
+    assert_eq!(api.admin_reset(&admin, &id).await.status, 202);
+    let (_, token) = mailed_link(&stack, &email, "reset-password").await.unwrap();
+    assert_eq!(
+        api.reset_password(&token, "an entirely new passphrase")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        sign_in(api.user(&admin, &id).await),
+        json!({"failures": 0, "locked_until": null}),
+        "the reset lifted the lock"
+    );
+}
+
+#[tokio::test]
 async fn successful_sign_ins_are_not_counted_as_failures() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);

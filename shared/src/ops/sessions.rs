@@ -29,6 +29,30 @@ pub fn unlock(
     store.rate_window_clear(&failures_key(email), FAILURE_WINDOW, now())
 }
 
+/// Where an address stands against the failed-sign-in limit, for its admins ("the user I
+/// invited can't log in"): the failures of the current window, and its end once locked.
+#[derive(Serialize)]
+pub struct SignInState {
+    failures: u64,
+    locked_until: Option<String>,
+}
+
+pub async fn sign_in_state(
+    store: &crate::store::Store,
+    email: &Email,
+) -> Result<SignInState, crate::store::StoreError> {
+    let now = now();
+    let (failures, retry_after) = store
+        .rate_window(&failures_key(email), FAILURE_WINDOW, now)
+        .await?;
+    let locked_until = (failures >= MAX_FAILURES)
+        .then(|| timestamp(now + chrono::Duration::seconds(retry_after as i64)));
+    Ok(SignInState {
+        failures,
+        locked_until,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {

@@ -50,6 +50,15 @@ pub struct UserView {
     import_id: Option<String>,
 }
 
+/// One user as `GET /v1/users/{id}` shows them: the list's view, and where their address
+/// stands against the failed-sign-in limit (one more read, so only here, not in the list).
+#[derive(Serialize)]
+struct UserDetail {
+    #[serde(flatten)]
+    user: UserView,
+    sign_in: super::sessions::SignInState,
+}
+
 /// An invitation past its expiry reads as `expired` at once, even before the sweep marks it.
 pub fn effective_status(user: &User, now: chrono::DateTime<chrono::Utc>) -> UserStatus {
     match (user.status, user.invite_expires_at) {
@@ -225,7 +234,14 @@ pub async fn load_managed<M: Mailer>(
 
 async fn get_one<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpResult {
     let user = load_managed(app, caller, raw_id).await?;
-    Ok(http::json(200, &UserView::new(&user)))
+    let sign_in = super::sessions::sign_in_state(&app.store, &user.email).await?;
+    Ok(http::json(
+        200,
+        &UserDetail {
+            user: UserView::new(&user),
+            sign_in,
+        },
+    ))
 }
 
 async fn list<M: Mailer>(
