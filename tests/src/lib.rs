@@ -196,6 +196,26 @@ pub type Case = (
     &'static str,
 );
 
+impl Api {
+    /// POSTs each malformed request of `cases` to `path` and checks that it gets exactly its
+    /// problem, as problem JSON.
+    pub async fn assert_refused(&self, path: &str, token: &str, cases: Vec<Case>) {
+        for (what, content_type, body, status, code) in cases {
+            let resp = self
+                .send(reqwest::Method::POST, path, Some(token), content_type, body)
+                .await
+                .unwrap();
+            assert_eq!(
+                (resp.status, resp.code()),
+                (status, code),
+                "{what}: {}",
+                resp.text
+            );
+            assert_eq!(resp.content_type(), "application/problem+json", "{what}");
+        }
+    }
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     let n: u64 = rand::thread_rng().r#gen();

@@ -233,15 +233,22 @@ async fn a_completed_password_reset_lifts_the_sign_in_lock_it_points_to() {
     assert_eq!(signed_in.status, 200, "{}", signed_in.text);
 }
 
+/// An invitee's address locked by guesses, then the invitation accepted through its mail;
+/// returns (tenant, email).
+async fn locked_then_accepted(stack: &TestStack, api: &Api) -> (String, String) {
+    let (_, tenant, email, _) = tenant_with_invitee(stack, api).await;
+    lock_out(api, &tenant, &email).await;
+    let (_, token) = mailed_link(stack, &email, "accept-invite").await.unwrap();
+    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+    (tenant, email)
+}
+
 #[tokio::test]
 async fn accepting_an_invitation_lifts_a_sign_in_lock_on_the_address() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let (_, tenant, email, _) = tenant_with_invitee(&stack, &api).await;
-    lock_out(&api, &tenant, &email).await;
 
-    let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
-    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+    let (tenant, email) = locked_then_accepted(&stack, &api).await;
 
     let signed_in = api.sign_in(&tenant, &email, PASSWORD).await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.text);
@@ -251,10 +258,7 @@ async fn accepting_an_invitation_lifts_a_sign_in_lock_on_the_address() {
 async fn a_wrong_guess_after_an_unlock_counts_again_from_zero() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let (_, tenant, email, _) = tenant_with_invitee(&stack, &api).await;
-    lock_out(&api, &tenant, &email).await;
-    let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
-    assert_eq!(api.accept(&token, PASSWORD).await.status, 200);
+    let (tenant, email) = locked_then_accepted(&stack, &api).await;
 
     lock_out(&api, &tenant, &email).await;
 

@@ -1,7 +1,6 @@
 //! Malformed, oversized, hostile input: a precise problem for each, and nothing written.
 
 use latchkey_tests::*;
-use reqwest::Method;
 use serde_json::json;
 
 /// (what, content type, body, expected status, expected code)
@@ -116,25 +115,12 @@ async fn malformed_invite_requests_get_precise_problems_and_write_nothing() {
     let tenant = api.create_tenant(&admin).await;
     let before = scan_table(&stack).await.len();
 
-    for (what, content_type, body, status, code) in invite_cases() {
-        let resp = api
-            .send(
-                Method::POST,
-                &format!("/v1/tenants/{tenant}/invitations"),
-                Some(&admin),
-                content_type,
-                body,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (resp.status, resp.code()),
-            (status, code),
-            "{what}: {}",
-            resp.text
-        );
-        assert_eq!(resp.content_type(), "application/problem+json", "{what}");
-    }
+    api.assert_refused(
+        &format!("/v1/tenants/{tenant}/invitations"),
+        &admin,
+        invite_cases(),
+    )
+    .await;
 
     let after = scan_table(&stack).await;
     let users = after

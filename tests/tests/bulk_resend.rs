@@ -1,7 +1,6 @@
 //! Chasing many invitations in one request: `POST /v1/tenants/{tenant}/invitations/resend`.
 
 use latchkey_tests::*;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 /// A tenant with `n` people invited by mail; returns (admin token, tenant, [(email, id)]).
@@ -322,24 +321,12 @@ async fn malformed_bulk_resends_get_precise_problems_and_change_nothing() {
     ];
     let before = scan_table(&stack).await.len();
 
-    for (what, content_type, body, status, code) in cases {
-        let resp = api
-            .send(
-                Method::POST,
-                &format!("/v1/tenants/{tenant}/invitations/resend"),
-                Some(&admin),
-                content_type,
-                body,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (resp.status, resp.code()),
-            (status, code),
-            "{what}: {}",
-            resp.text
-        );
-    }
+    api.assert_refused(
+        &format!("/v1/tenants/{tenant}/invitations/resend"),
+        &admin,
+        cases,
+    )
+    .await;
 
     assert_eq!(scan_table(&stack).await.len(), before, "nothing written");
     assert_eq!(
