@@ -252,6 +252,22 @@ async fn flows(
         None,
         chased.len() as u64,
     );
+    // The same people, invited by mistake after all.
+    let resp = api
+        .post(
+            &format!("/v1/tenants/{tenant}/invitations/cancel"),
+            Some(admin),
+            &json!({ "user_ids": chased }),
+        )
+        .await?
+        .expect(200, "cancel many")?;
+    rec.record_with(
+        format!("cancel invitations, {} users", chased.len()),
+        "POST /v1/tenants/{tenant}/invitations/cancel",
+        resp.status,
+        None,
+        chased.len() as u64,
+    );
     let resp = api
         .post(
             &format!("{}/access-link", user(&grace_id)),

@@ -376,13 +376,22 @@ pub async fn tenant_with_invitee(stack: &TestStack, api: &Api) -> (String, Strin
 }
 
 impl Api {
-    pub async fn resend_many(&self, token: &str, tenant: &str, user_ids: &[&str]) -> Resp {
+    /// A bulk request on a tenant's invitations: `action` is `resend` or `cancel`.
+    pub async fn bulk(&self, token: &str, tenant: &str, action: &str, user_ids: &[&str]) -> Resp {
         self.post(
-            &format!("/v1/tenants/{tenant}/invitations/resend"),
+            &format!("/v1/tenants/{tenant}/invitations/{action}"),
             Some(token),
             &json!({"user_ids": user_ids}),
         )
         .await
+    }
+
+    pub async fn resend_many(&self, token: &str, tenant: &str, user_ids: &[&str]) -> Resp {
+        self.bulk(token, tenant, "resend", user_ids).await
+    }
+
+    pub async fn cancel_many(&self, token: &str, tenant: &str, user_ids: &[&str]) -> Resp {
+        self.bulk(token, tenant, "cancel", user_ids).await
     }
 
     pub async fn resend(&self, token: &str, user_id: &str) -> Resp {

@@ -351,6 +351,31 @@ async fn a_bulk_resend_whose_renewals_fail_rejects_each_row_and_the_old_links_st
 }
 
 #[tokio::test]
+async fn a_bulk_cancel_whose_deletes_fail_keeps_every_invitation_whole() {
+    let (stack, proxy) = stack(FEW_ATTEMPTS).await;
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
+
+    proxy.set(FaultPlan::new().always(TRANSACT, Fault::InternalServerError));
+    let resp = api.cancel_many(&admin, &tenant, &[&id]).await;
+
+    assert_clear_answer(&resp);
+    assert_eq!(
+        row_statuses(&resp),
+        ["service_unavailable"],
+        "{}",
+        resp.text
+    );
+    proxy.clear();
+    assert_table_consistent(&stack).await;
+    let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
+    assert!(invite_token_is_live(&api, &token).await, "not cancelled");
+    let again = api.cancel_many(&admin, &tenant, &[&id]).await;
+    assert_eq!(row_statuses(&again), ["cancelled"], "{}", again.text);
+    assert_table_consistent(&stack).await;
+}
+
+#[tokio::test]
 async fn a_bulk_resend_that_cannot_read_its_users_answers_503_and_sends_nothing() {
     let (stack, proxy) = stack(FEW_ATTEMPTS).await;
     let api = Api::new(&stack);

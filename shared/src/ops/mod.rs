@@ -10,6 +10,7 @@ pub mod accept;
 pub mod access_link;
 pub mod audit;
 pub mod bootstrap;
+pub mod bulk;
 pub mod csv_import;
 pub mod delivery;
 pub mod email;

@@ -2,24 +2,23 @@
 //! restarts. Active users get a pointer to the password reset instead.
 //!
 //! - `POST /v1/users/{id}/resend-invitation`: one user.
-//! - `POST /v1/tenants/{tenant}/invitations/resend`: up to [`MAX_RESENDS`] users of one tenant,
-//!   one result per id, in order, as the invite route answers. It is the next step after
-//!   listing an import's or a tenant's expired people (`?status=expired`, one page of up to
-//!   100), so that chasing them is one request, not one per person.
+//! - `POST /v1/tenants/{tenant}/invitations/resend`: up to 100 users of one tenant, one
+//!   result per id ([`super::bulk`]). It is the next step after listing an import's or a
+//!   tenant's expired people (`?status=expired`, one page), so that chasing them is one
+//!   request, not one per person.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{TenantId, UserId, UserStatus};
+use crate::domain::UserStatus;
 use crate::events::{Actor, Kind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
+use crate::ops::bulk;
 use crate::ops::invite::{ErrorBody, send_invitation, spend_invite_mail};
 use crate::ops::users::load_managed;
 use crate::problem::{Code, Problem};
@@ -29,10 +28,6 @@ use crate::token::{LinkToken, Purpose};
 
 /// Sends per user per hour: enough to recover from a lost mail, too few to flood an inbox.
 pub const RESENDS_PER_HOUR: u32 = 5;
-/// Users per bulk request: one page of the user list.
-pub const MAX_RESENDS: usize = 100;
-/// Users renewed and mailed at once, as the invite route does.
-const CONCURRENCY: usize = 16;
 
 #[derive(Serialize)]
 struct Resent {
@@ -146,157 +141,38 @@ async fn renew<M: Mailer>(
     Ok((resent, event))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResendRequest {
-    user_ids: Vec<String>,
-}
-
+/// One id's result in a bulk resend.
 #[derive(Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum RowResult {
-    Resent {
-        user_id: String,
-        email: String,
-        #[serde(flatten)]
-        resent: Resent,
-    },
-    Rejected {
-        user_id: String,
-        error: ErrorBody,
-    },
-}
-
-impl RowResult {
-    fn rejected(user_id: &str, error: ErrorBody) -> Self {
-        Self::Rejected {
-            // Echoed ids are bounded, as echoed emails are in the invite route.
-            user_id: user_id.chars().take(64).collect(),
-            error,
-        }
-    }
-}
-
-/// A row's share of a problem the one-user route would answer with.
-fn row_error(problem: &Problem) -> ErrorBody {
-    let detail = match (problem.code, problem.retry_after) {
-        // The route-level texts speak of "the indicated time"; a row has no header.
-        (Code::Unavailable | Code::Internal, _) => {
-            "This invitation could not be renewed right now; retry this user.".to_owned()
-        }
-        (_, Some(seconds)) => format!(
-            "{} Possible again in {} minute(s).",
-            problem.detail,
-            seconds.div_ceil(60)
-        ),
-        (_, None) => problem.detail.clone(),
-    };
-    ErrorBody {
-        code: problem.code.as_str(),
-        detail,
-    }
-}
-
-#[derive(Serialize)]
-struct ResendResponse {
-    results: Vec<RowResult>,
+struct ResentRow {
+    user_id: String,
+    status: &'static str,
+    email: String,
+    #[serde(flatten)]
+    resent: Resent,
 }
 
 async fn resend_many<M: Mailer>(app: &App<M>, req: &Request, raw_tenant: &str) -> HttpResult {
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let tenant = TenantId::parse(raw_tenant).map_err(|_| Problem::not_found("tenant"))?;
-    caller.require_manager_of(&tenant, "tenant")?;
-    let body: ResendRequest = http::json_body(req)?;
-    if body.user_ids.is_empty() {
-        return Err(Problem::new(
-            Code::ValidationFailed,
-            "user_ids is empty; send the ids of the invited or expired users to mail again.",
-        ));
-    }
-    if body.user_ids.len() > MAX_RESENDS {
-        return Err(Problem::new(
-            Code::ValidationFailed,
-            format!(
-                "At most {MAX_RESENDS} users per request ({} sent), one page of the user list; split them.",
-                body.user_ids.len()
-            ),
-        ));
-    }
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| Problem::not_found("tenant"))?;
-
-    let ids: Vec<Option<UserId>> = body.user_ids.iter().map(|raw| UserId::parse(raw)).collect();
-    let wanted: Vec<UserId> = ids.iter().flatten().cloned().collect();
-    let mut users = app.store.get_users(&wanted).await?;
-    let mut seen = HashSet::new();
-    let checked: Vec<Result<User, ErrorBody>> = ids
-        .iter()
-        .map(|id| {
-            let id = id.as_ref().ok_or_else(|| row_error(&not_in_tenant()))?;
-            if !seen.insert(id) {
-                return Err(ErrorBody {
-                    code: "duplicate_in_request",
-                    detail:
-                        "This id appears earlier in the same request; that user is mailed once."
-                            .to_owned(),
-                });
-            }
-            let user = users
-                .remove(id)
-                .filter(|user| user.tenant == tenant.id)
-                .ok_or_else(|| row_error(&not_in_tenant()))?;
-            check(&caller, &user).map_err(|p| row_error(&p))?;
-            Ok(user)
-        })
-        .collect();
-
+    let batch = bulk::read(app, caller, req, raw_tenant, check).await?;
+    let mails = batch.ready() as u32;
     // The whole request fits in the tenant's hourly invitation mail, or nothing is sent.
-    let mails = checked.iter().filter(|c| c.is_ok()).count() as u32;
-    if let Err(retry_after) = spend_invite_mail(app, &tenant.id, mails).await? {
+    if let Err(retry_after) = spend_invite_mail(app, &batch.tenant.id, mails).await? {
         return Err(Problem::new(
             Code::RateLimited,
             format!("This tenant may send {} invitation emails per hour and this request needs {mails}; try again later, send fewer, or hand over access links.", app.config.invite_mail_per_hour),
         )
         .retry_after(retry_after));
     }
-
-    let outcomes: Vec<(RowResult, Option<LifecycleEvent>)> =
-        futures::stream::iter(body.user_ids.into_iter().zip(checked))
-            .map(|(raw, checked)| {
-                let (caller, tenant) = (&caller, &tenant);
-                async move {
-                    let user = match checked {
-                        Ok(user) => user,
-                        Err(error) => return (RowResult::rejected(&raw, error), None),
-                    };
-                    match renew(app, caller, tenant, &user).await {
-                        Ok((resent, event)) => (
-                            RowResult::Resent {
-                                user_id: user.id.to_string(),
-                                email: user.email.to_string(),
-                                resent,
-                            },
-                            Some(event),
-                        ),
-                        Err(problem) => (RowResult::rejected(&raw, row_error(&problem)), None),
-                    }
-                }
-            })
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
-    let (results, events): (Vec<RowResult>, Vec<Option<LifecycleEvent>>) =
-        outcomes.into_iter().unzip();
-    let events: Vec<LifecycleEvent> = events.into_iter().flatten().collect();
-    crate::events::emit(app.events.as_ref(), &events).await;
-    Ok(http::json(200, &ResendResponse { results }))
-}
-
-/// The same answer for a malformed id, an unknown one and another tenant's user: a row never
-/// tells whether an id exists elsewhere.
-fn not_in_tenant() -> Problem {
-    Problem::new(Code::NotFound, "No user with this id in this tenant.")
+    let (caller, tenant) = (&batch.caller, &batch.tenant);
+    bulk::run(app, batch.rows, |user| async move {
+        let (resent, event) = renew(app, caller, tenant, &user).await?;
+        let row = ResentRow {
+            user_id: user.id.to_string(),
+            status: "resent",
+            email: user.email.to_string(),
+            resent,
+        };
+        Ok((row, Some(event)))
+    })
+    .await
 }

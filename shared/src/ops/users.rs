@@ -1,4 +1,7 @@
-//! `GET /v1/tenants/{tenant}/users` and `GET /v1/users/{id}`: what admins see of their users.
+//! What admins see of their users and do to them: the list (`GET /v1/tenants/{tenant}/users`),
+//! one user (`GET`, `PATCH`, `DELETE /v1/users/{id}`), and cancelling up to 100 invitations
+//! at once (`POST /v1/tenants/{tenant}/invitations/cancel`, [`super::bulk`]): the way back
+//! from an import of the wrong file.
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -107,6 +110,7 @@ async fn route<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         (Method::PATCH, Some(id), _) => change_role(app, &caller, &id, req).await,
         (Method::DELETE, Some(id), _) => delete(app, &caller, &id).await,
         (Method::GET, None, Some(tenant)) => list(app, &caller, &tenant, req).await,
+        (Method::POST, None, Some(tenant)) => cancel_many(app, caller, &tenant, req).await,
         _ => Err(http::method_not_allowed()),
     }
 }
@@ -182,38 +186,73 @@ async fn change_role<M: Mailer>(
 async fn delete<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpResult {
     let user = load_managed(app, caller, raw_id).await?;
     require_may_touch(caller, &user, None)?;
-    match app
-        .store
-        .delete_user(
-            &user,
-            &crate::ops::audit(
-                caller,
-                "user_deleted",
-                &user,
-                Some(format!("was {}", effective_status(&user, now()).as_str())),
-            ),
-        )
-        .await
-    {
+    let cancelled = remove(app, caller, &user).await?;
+    crate::events::emit(app.events.as_ref(), cancelled.as_slice()).await;
+    Ok(http::empty(204))
+}
+
+/// Deletes `user` with its audit record. Deleting someone who has not accepted yet cancels
+/// their invitation: the returned event says so, for the caller to publish.
+async fn remove<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    user: &User,
+) -> Result<Option<crate::events::LifecycleEvent>, Problem> {
+    let was = effective_status(user, now()).as_str();
+    let audit = crate::ops::audit(caller, "user_deleted", user, Some(format!("was {was}")));
+    match app.store.delete_user(user, &audit).await {
         Ok(()) => {}
-        Err(ConditionalError::Conflict) => return Err(explain_conflict(app, &user).await),
+        Err(ConditionalError::Conflict) => return Err(explain_conflict(app, user).await),
         Err(ConditionalError::Store(e)) => return Err(e.into()),
     }
     tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "user deleted");
-    // Deleting someone who has not accepted yet cancels their invitation.
-    if user.status != UserStatus::Active {
-        crate::events::emit(
-            app.events.as_ref(),
-            &[crate::events::LifecycleEvent::about(
-                crate::events::Kind::InvitationCancelled,
-                &user,
-                crate::events::Actor::admin(caller),
-            )
-            .with("status", effective_status(&user, now()).as_str())],
+    Ok((user.status != UserStatus::Active).then(|| {
+        crate::events::LifecycleEvent::about(
+            crate::events::Kind::InvitationCancelled,
+            user,
+            crate::events::Actor::admin(caller),
         )
-        .await;
-    }
-    Ok(http::empty(204))
+        .with("status", was)
+    }))
+}
+
+/// One id's result in a bulk cancel.
+#[derive(Serialize)]
+struct CancelledRow {
+    user_id: String,
+    status: &'static str,
+    email: String,
+}
+
+/// Cancels pending invitations only: an account someone already uses is deleted one at a
+/// time, on purpose, never as a row of a list.
+async fn cancel_many<M: Mailer>(
+    app: &App<M>,
+    caller: Caller,
+    raw_tenant: &str,
+    req: &Request,
+) -> HttpResult {
+    let batch = super::bulk::read(app, caller, req, raw_tenant, |caller, user| {
+        if user.status == UserStatus::Active {
+            return Err(Problem::new(
+                Code::UserActive,
+                "This user has already accepted the invitation; there is nothing to cancel. To remove them, DELETE /v1/users/{id}.",
+            ));
+        }
+        require_may_touch(caller, user, None)
+    })
+    .await?;
+    let caller = &batch.caller;
+    super::bulk::run(app, batch.rows, |user| async move {
+        let event = remove(app, caller, &user).await?;
+        let row = CancelledRow {
+            user_id: user.id.to_string(),
+            status: "cancelled",
+            email: user.email.to_string(),
+        };
+        Ok((row, event))
+    })
+    .await
 }
 
 /// Loads a user the caller may manage, or the 404/403 the rules call for.

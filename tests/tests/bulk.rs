@@ -1,4 +1,9 @@
-//! Chasing many invitations in one request: `POST /v1/tenants/{tenant}/invitations/resend`.
+//! Acting on many invitations in one request: resending them to chase the people who have not
+//! joined (`POST /v1/tenants/{tenant}/invitations/resend`), and cancelling them to undo an
+//! invitation of the wrong people (`.../invitations/cancel`).
+
+/// The two bulk routes, which share their request shape and their checks.
+const ACTIONS: [&str; 2] = ["resend", "cancel"];
 
 use latchkey_tests::*;
 use serde_json::{Value, json};
@@ -248,85 +253,85 @@ async fn two_bulk_resends_at_once_leave_each_person_exactly_one_live_link() {
 }
 
 #[tokio::test]
-async fn malformed_bulk_resends_get_precise_problems_and_change_nothing() {
+async fn malformed_bulk_requests_get_precise_problems_and_change_nothing() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
     let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
     let many: Vec<String> = (0..101).map(|_| people[0].1.clone()).collect();
     let huge = json!({"user_ids": ["x".repeat(300 * 1024)]});
-    let cases: Vec<Case> = vec![
-        (
-            "malformed JSON",
-            Some("application/json"),
-            b"{\"user_ids\": [".to_vec(),
-            400,
-            "malformed_json",
-        ),
-        (
-            "empty body",
-            Some("application/json"),
-            vec![],
-            400,
-            "malformed_json",
-        ),
-        (
-            "not an object",
-            Some("application/json"),
-            b"[1]".to_vec(),
-            400,
-            "validation_failed",
-        ),
-        (
-            "ids not strings",
-            Some("application/json"),
-            br#"{"user_ids":[42]}"#.to_vec(),
-            400,
-            "validation_failed",
-        ),
-        (
-            "unknown field",
-            Some("application/json"),
-            br#"{"user_ids":["a"],"all":true}"#.to_vec(),
-            400,
-            "validation_failed",
-        ),
-        (
-            "no ids",
-            Some("application/json"),
-            br#"{"user_ids":[]}"#.to_vec(),
-            400,
-            "validation_failed",
-        ),
-        (
-            "more than 100",
-            Some("application/json"),
-            serde_json::to_vec(&json!({"user_ids": many})).unwrap(),
-            400,
-            "validation_failed",
-        ),
-        (
-            "oversized",
-            Some("application/json"),
-            serde_json::to_vec(&huge).unwrap(),
-            413,
-            "payload_too_large",
-        ),
-        (
-            "wrong content type",
-            Some("text/csv"),
-            br#"{"user_ids":["a"]}"#.to_vec(),
-            415,
-            "unsupported_media_type",
-        ),
-    ];
+    let cases = || -> Vec<Case> {
+        vec![
+            (
+                "malformed JSON",
+                Some("application/json"),
+                b"{\"user_ids\": [".to_vec(),
+                400,
+                "malformed_json",
+            ),
+            (
+                "empty body",
+                Some("application/json"),
+                vec![],
+                400,
+                "malformed_json",
+            ),
+            (
+                "not an object",
+                Some("application/json"),
+                b"[1]".to_vec(),
+                400,
+                "validation_failed",
+            ),
+            (
+                "ids not strings",
+                Some("application/json"),
+                br#"{"user_ids":[42]}"#.to_vec(),
+                400,
+                "validation_failed",
+            ),
+            (
+                "unknown field",
+                Some("application/json"),
+                br#"{"user_ids":["a"],"all":true}"#.to_vec(),
+                400,
+                "validation_failed",
+            ),
+            (
+                "no ids",
+                Some("application/json"),
+                br#"{"user_ids":[]}"#.to_vec(),
+                400,
+                "validation_failed",
+            ),
+            (
+                "more than 100",
+                Some("application/json"),
+                serde_json::to_vec(&json!({"user_ids": many})).unwrap(),
+                400,
+                "validation_failed",
+            ),
+            (
+                "oversized",
+                Some("application/json"),
+                serde_json::to_vec(&huge).unwrap(),
+                413,
+                "payload_too_large",
+            ),
+            (
+                "wrong content type",
+                Some("text/csv"),
+                br#"{"user_ids":["a"]}"#.to_vec(),
+                415,
+                "unsupported_media_type",
+            ),
+        ]
+    };
     let before = scan_table(&stack).await.len();
 
-    api.assert_refused(
-        &format!("/v1/tenants/{tenant}/invitations/resend"),
-        &admin,
-        cases,
-    )
-    .await;
+    for action in ACTIONS {
+        let path = format!("/v1/tenants/{tenant}/invitations/{action}");
+        api.assert_refused(&path, &admin, cases()).await;
+    }
 
     assert_eq!(scan_table(&stack).await.len(), before, "nothing written");
     assert_eq!(
@@ -335,42 +340,171 @@ async fn malformed_bulk_resends_get_precise_problems_and_change_nothing() {
             .len(),
         1
     );
+    assert_eq!(api.user(&admin, &people[0].1).await.status, 200);
 }
 
 #[tokio::test]
-async fn only_managers_of_the_tenant_may_resend_its_invitations() {
+async fn only_managers_of_the_tenant_may_act_on_its_invitations_in_bulk() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
     let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
-    let id = people[0].1.as_str();
+    let (email, id) = (&people[0].0, people[0].1.as_str());
     let other_tenant = api.create_tenant(&admin).await;
     let (outsider_email, _) = invite_and_accept(&stack, &api, &admin, &other_tenant, "admin").await;
     let outsider = api.token(&other_tenant, &outsider_email, PASSWORD).await;
     let (member_email, _) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
     let member = api.token(&tenant, &member_email, PASSWORD).await;
 
-    api.resend_many(&outsider, &tenant, &[id])
-        .await
-        .assert_problem(404, "not_found");
-    api.resend_many(&member, &tenant, &[id])
-        .await
-        .assert_problem(403, "forbidden");
-    api.post(
-        &format!("/v1/tenants/{tenant}/invitations/resend"),
-        None,
-        &json!({"user_ids": [id]}),
-    )
-    .await
-    .assert_problem(401, "unauthorized");
-    api.resend_many(&admin, "no-such-tenant", &[id])
-        .await
-        .assert_problem(404, "not_found");
-
-    assert_eq!(
-        mailed_tokens(&stack, &people[0].0, "accept-invite")
+    for action in ACTIONS {
+        api.bulk(&outsider, &tenant, action, &[id])
             .await
-            .len(),
-        1,
-        "no refused request mailed anyone"
+            .assert_problem(404, "not_found");
+        api.bulk(&member, &tenant, action, &[id])
+            .await
+            .assert_problem(403, "forbidden");
+        api.post(
+            &format!("/v1/tenants/{tenant}/invitations/{action}"),
+            None,
+            &json!({"user_ids": [id]}),
+        )
+        .await
+        .assert_problem(401, "unauthorized");
+        api.bulk(&admin, "no-such-tenant", action, &[id])
+            .await
+            .assert_problem(404, "not_found");
+    }
+
+    let tokens = mailed_tokens(&stack, email, "accept-invite").await;
+    assert_eq!(tokens.len(), 1, "no refused request mailed anyone");
+    assert!(
+        invite_token_is_live(&api, &tokens[0]).await,
+        "nor cancelled"
     );
+}
+
+#[tokio::test]
+async fn cancelling_invitations_sent_by_mistake_kills_their_links_and_frees_the_addresses() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 3).await;
+    let mistaken: Vec<&str> = people[..2].iter().map(|(_, id)| id.as_str()).collect();
+
+    let resp = api.cancel_many(&admin, &tenant, &mistaken).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    for (result, (email, id)) in resp.json["results"].as_array().unwrap().iter().zip(&people) {
+        assert_eq!(result["status"], "cancelled", "{result}");
+        assert_eq!(result["user_id"], id.as_str());
+        assert_eq!(result["email"], email.as_str());
+        api.user(&admin, id).await.assert_problem(404, "not_found");
+        let tokens = mailed_tokens(&stack, email, "accept-invite").await;
+        assert!(
+            !invite_token_is_live(&api, &tokens[0]).await,
+            "the link died"
+        );
+    }
+    let kept = mailed_tokens(&stack, &people[2].0, "accept-invite").await;
+    assert!(
+        invite_token_is_live(&api, &kept[0]).await,
+        "the one not listed"
+    );
+    let again = api
+        .invite(&admin, &tenant, json!([{"email": people[0].0}]))
+        .await;
+    assert_eq!(
+        again.json["results"][0]["status"], "invited",
+        "{}",
+        again.text
+    );
+    let audit = api
+        .get(&format!("/v1/tenants/{tenant}/audit"), Some(&admin))
+        .await;
+    let deleted = audit.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user_deleted")
+        .count();
+    assert_eq!(deleted, 2, "{}", audit.text);
+    let cancelled = events_of(&stack, &tenant, 6)
+        .await
+        .into_iter()
+        .filter(|e| e["detail-type"] == "Invitation Cancelled")
+        .count();
+    assert_eq!(cancelled, 2, "one event per invitation cancelled");
+}
+
+#[tokio::test]
+async fn a_bulk_cancel_never_deletes_an_active_user_and_answers_each_id() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
+    let pending = people[0].1.as_str();
+    let (active_email, active) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
+    let (_, _, others) = tenant_with_invitees(&stack, &api, 1).await;
+    let (other_email, other) = (&others[0].0, others[0].1.as_str());
+    // (id sent, expected status, expected code)
+    let cases: Vec<(&str, &str, Option<&str>)> = vec![
+        (pending, "cancelled", None),
+        (&active, "rejected", Some("user_active")),
+        (other, "rejected", Some("not_found")),
+        ("not an id", "rejected", Some("not_found")),
+        (pending, "rejected", Some("duplicate_in_request")),
+    ];
+    let ids: Vec<&str> = cases.iter().map(|(id, _, _)| *id).collect();
+
+    let resp = api.cancel_many(&admin, &tenant, &ids).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let expected: Vec<(String, Option<String>)> = cases
+        .iter()
+        .map(|(_, status, code)| (status.to_string(), code.map(str::to_owned)))
+        .collect();
+    assert_eq!(outcomes(&resp), expected, "{}", resp.text);
+    assert!(
+        resp.json["results"][1]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE /v1/users/"),
+        "{}",
+        resp.text
+    );
+    assert_eq!(
+        api.sign_in(&tenant, &active_email, PASSWORD).await.status,
+        200
+    );
+    let other_tokens = mailed_tokens(&stack, other_email, "accept-invite").await;
+    assert!(invite_token_is_live(&api, &other_tokens[0]).await);
+}
+
+#[tokio::test]
+async fn of_a_bulk_cancel_and_an_accept_at_the_same_moment_exactly_one_wins() {
+    let stack = TestStack::builder().instances(2).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
+    let (email, id) = (&people[0].0, people[0].1.as_str());
+    let (_, token) = mailed_link(&stack, email, "accept-invite").await.unwrap();
+
+    let ids = [id];
+    let (cancel, accept) = tokio::join!(
+        api.cancel_many(&admin, &tenant, &ids),
+        api.accept(&token, PASSWORD)
+    );
+
+    assert_eq!(cancel.status, 200, "{}", cancel.text);
+    let cancelled = cancel.json["results"][0]["status"] == "cancelled";
+    assert_ne!(
+        cancelled,
+        accept.status == 200,
+        "exactly one wins: {} / {}",
+        cancel.text,
+        accept.text
+    );
+    let user = api.user(&admin, id).await;
+    if cancelled {
+        user.assert_problem(404, "not_found");
+    } else {
+        assert_eq!(user.json["status"], "active", "{}", user.text);
+        assert_eq!(api.sign_in(&tenant, email, PASSWORD).await.status, 200);
+    }
 }
