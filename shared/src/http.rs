@@ -90,6 +90,16 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters().first(name).map(str::to_owned)
 }
 
+/// Every value of a query parameter, in order (none when absent).
+pub fn query_values(req: &Request, name: &str) -> Vec<String> {
+    req.query_string_parameters()
+        .all(name)
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// An optional query parameter, parsed: absent is `None`, and a value `parse` refuses is
 /// 400 `validation_failed` with `detail`.
 pub fn parsed_query<T>(

@@ -372,3 +372,63 @@ async fn email_verified_finds_who_joined_without_proving_their_mailbox() {
     assert_eq!(verified, [by_mail]);
     bad.assert_problem(400, "validation_failed");
 }
+
+#[tokio::test]
+async fn the_status_filter_matches_the_state_the_list_shows_even_before_the_sweep() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let ids = invite_quietly(
+        &api,
+        &admin,
+        &tenant,
+        &[unique_email("due"), unique_email("fresh")],
+    )
+    .await;
+    let (due, fresh) = (ids[0].clone(), ids[1].clone());
+    // Past its expiry, but the sweep has not run: the table still says `invited`.
+    backdate_invitation(&stack, &due).await;
+    assert_eq!(api.user(&admin, &due).await.json["status"], "expired");
+    // (query, the users it must list)
+    let cases: Vec<(&str, Vec<&String>)> = vec![
+        ("status=expired", vec![&due]),
+        ("status=invited", vec![&fresh]),
+        ("status=invited,expired", vec![&due, &fresh]),
+        ("status=invited&status=expired", vec![&due, &fresh]),
+        ("status=expired,%20expired", vec![&due]),
+        ("status=active", vec![]),
+    ];
+
+    for (query, expected) in cases {
+        let (listed, _) = all_ids(&api, &admin, &tenant, query).await;
+
+        let listed: HashSet<&String> = listed.iter().collect();
+        assert_eq!(listed, expected.into_iter().collect(), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_status_filter_refuses_an_unknown_state_among_several() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+
+    for query in [
+        "status=",
+        "status=invited,",
+        "status=invited,pending",
+        "status=ACTIVE",
+    ] {
+        let resp = api
+            .get(&format!("/v1/tenants/{tenant}/users?{query}"), Some(&admin))
+            .await;
+
+        resp.assert_problem(400, "validation_failed");
+        assert!(
+            resp.json["detail"].as_str().unwrap().contains("status"),
+            "{query}"
+        );
+    }
+}

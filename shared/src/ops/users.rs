@@ -320,14 +320,30 @@ async fn list<M: Mailer>(
 }
 
 /// `?status=`, `?email_prefix=`, `?import_id=` and `?email_verified=`, each optional.
+/// `?status=`: one state, or several separated by commas (`invited,expired`: everyone who
+/// has not joined). API Gateway joins a repeated key's values with commas, so
+/// `?status=invited&status=expired` reads the same.
+fn statuses(req: &Request) -> Result<Vec<UserStatus>, Problem> {
+    let mut statuses = Vec::new();
+    for raw in http::query_values(req, "status") {
+        for part in raw.split(',') {
+            let status = UserStatus::parse(part.trim()).ok_or_else(|| {
+                Problem::new(
+                    Code::ValidationFailed,
+                    "status must be one or more of invited, active, expired, separated by commas.",
+                )
+            })?;
+            if !statuses.contains(&status) {
+                statuses.push(status);
+            }
+        }
+    }
+    Ok(statuses)
+}
+
 fn user_filter(req: &Request) -> Result<UserFilter, Problem> {
     Ok(UserFilter {
-        status: http::parsed_query(
-            req,
-            "status",
-            UserStatus::parse,
-            "status must be one of: invited, active, expired.",
-        )?,
+        statuses: statuses(req)?,
         email_prefix: http::parsed_query(
             req,
             "email_prefix",

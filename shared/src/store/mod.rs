@@ -148,6 +148,41 @@ const BATCH_GET_KEYS: usize = 100;
 /// `BatchGetItem` requests for one chunk, the first included, while keys come back unprocessed.
 const BATCH_GET_ATTEMPTS: u32 = 4;
 
+/// The filter condition for users in any of `statuses`, with the values it names. A state is
+/// matched as the user view shows it ([`crate::ops::users::effective_status`]): an invitation
+/// past its expiry is `expired`, not `invited`, even before the sweep has marked it. The
+/// timestamps are all `items::timestamp`'s fixed format, so they compare as strings.
+fn status_condition(
+    statuses: &[UserStatus],
+    now: DateTime<Utc>,
+) -> (String, Vec<(&'static str, String)>) {
+    let mut any = Vec::new();
+    let mut values = std::collections::BTreeMap::new();
+    for status in statuses {
+        match status {
+            UserStatus::Active => {
+                any.push("#status = :active");
+                values.insert(":active", UserStatus::Active.as_str().to_owned());
+            }
+            UserStatus::Invited => {
+                any.push("#status = :invited AND invite_expires_at > :now");
+                values.insert(":invited", UserStatus::Invited.as_str().to_owned());
+                values.insert(":now", items::timestamp(now));
+            }
+            UserStatus::Expired => {
+                any.push(
+                    "#status = :expired OR (#status = :invited AND invite_expires_at <= :now)",
+                );
+                values.insert(":expired", UserStatus::Expired.as_str().to_owned());
+                values.insert(":invited", UserStatus::Invited.as_str().to_owned());
+                values.insert(":now", items::timestamp(now));
+            }
+        }
+    }
+    // No parentheses: AND binds tighter than OR, and DynamoDB refuses redundant ones.
+    (any.join(" OR "), values.into_iter().collect())
+}
+
 /// The fixed window of `window`'s length that `now` falls in: (start, length), in seconds.
 fn window_of(window: Duration, now: DateTime<Utc>) -> (i64, i64) {
     let secs = window.as_secs().max(1) as i64;
@@ -157,7 +192,9 @@ fn window_of(window: Duration, now: DateTime<Utc>) -> (i64, i64) {
 /// Which of a tenant's users a listing returns.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
-    pub status: Option<UserStatus>,
+    /// Only users in one of these states (none: any), as the user view shows the state: an
+    /// invitation past its expiry is `expired` before the sweep has marked it.
+    pub statuses: Vec<UserStatus>,
     /// Only addresses that start with this.
     pub email_prefix: Option<EmailPrefix>,
     /// Only users this CSV import invited.
@@ -170,7 +207,7 @@ impl UserFilter {
     /// Whether the listing drops users after reading them (DynamoDB's filter expression),
     /// rather than reading only the matching key range.
     fn filters_after_read(&self) -> bool {
-        self.status.is_some() || self.import.is_some() || self.email_verified.is_some()
+        !self.statuses.is_empty() || self.import.is_some() || self.email_verified.is_some()
     }
 }
 
@@ -687,23 +724,37 @@ impl Store {
                 None => query.key_condition_expression("GSI1PK = :pk"),
             };
             let mut conditions = Vec::new();
-            if let Some(status) = filter.status {
-                conditions.push("#status = :status");
-                query = query
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", av(status.as_str()));
+            if !filter.statuses.is_empty() {
+                let (condition, values) = status_condition(&filter.statuses, items::now());
+                conditions.push(condition);
+                query = query.expression_attribute_names("#status", "status");
+                for (name, value) in values {
+                    query = query.expression_attribute_values(name, av(value));
+                }
             }
             if let Some(import) = &filter.import {
-                conditions.push("import_id = :import");
+                conditions.push("import_id = :import".to_owned());
                 query = query.expression_attribute_values(":import", av(import.as_str()));
             }
             if let Some(verified) = filter.email_verified {
-                conditions.push("email_verified = :verified");
+                conditions.push("email_verified = :verified".to_owned());
                 query =
                     query.expression_attribute_values(":verified", AttributeValue::Bool(verified));
             }
             if !conditions.is_empty() {
-                query = query.filter_expression(conditions.join(" AND "));
+                // Parentheses only where an OR meets an AND: DynamoDB refuses redundant ones.
+                let several = conditions.len() > 1;
+                let joined: Vec<String> = conditions
+                    .into_iter()
+                    .map(|c| {
+                        if several && c.contains(" OR ") {
+                            format!("({c})")
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                query = query.filter_expression(joined.join(" AND "));
             }
             if let Some(sk) = &start {
                 let id = sk.rsplit('#').next().unwrap_or_default().to_owned();
