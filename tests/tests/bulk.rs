@@ -50,6 +50,30 @@ fn outcomes(resp: &Resp) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Checks each row's status and error code against `cases`: (id sent, status, code).
+fn assert_outcomes(resp: &Resp, cases: &[(&str, &str, Option<&str>)]) {
+    let expected: Vec<(String, Option<String>)> = cases
+        .iter()
+        .map(|(_, status, code)| (status.to_string(), code.map(str::to_owned)))
+        .collect();
+    assert_eq!(outcomes(resp), expected, "{}", resp.text);
+}
+
+/// How many of `tenant`'s lifecycle events are of `detail_type`, once at least `expected`
+/// events of any type have been published.
+async fn events_of_type(
+    stack: &TestStack,
+    tenant: &str,
+    expected: usize,
+    detail_type: &str,
+) -> usize {
+    events_of(stack, tenant, expected)
+        .await
+        .into_iter()
+        .filter(|e| e["detail-type"] == detail_type)
+        .count()
+}
+
 #[tokio::test]
 async fn one_request_mails_every_listed_expired_person_a_new_link_that_works() {
     let stack = TestStack::start().await.unwrap();
@@ -99,11 +123,7 @@ async fn one_request_mails_every_listed_expired_person_a_new_link_that_works() {
         1,
         "the person not listed got no second mail"
     );
-    let resent = events_of(&stack, &tenant, 7)
-        .await
-        .into_iter()
-        .filter(|e| e["detail-type"] == "Invitation Resent")
-        .count();
+    let resent = events_of_type(&stack, &tenant, 7, "Invitation Resent").await;
     assert_eq!(resent, 2, "one event per person resent");
 }
 
@@ -132,11 +152,7 @@ async fn each_id_gets_its_own_answer_in_order_and_a_refused_one_changes_nothing(
     let resp = api.resend_many(&admin, &tenant, &ids).await;
 
     assert_eq!(resp.status, 200, "{}", resp.text);
-    let expected: Vec<(String, Option<String>)> = cases
-        .iter()
-        .map(|(_, status, code)| (status.to_string(), code.map(str::to_owned)))
-        .collect();
-    assert_eq!(outcomes(&resp), expected, "{}", resp.text);
+    assert_outcomes(&resp, &cases);
     let results = resp.json["results"].as_array().unwrap();
     assert_eq!(
         (&results[2]["error"], &results[3]["error"]),
@@ -426,11 +442,7 @@ async fn cancelling_invitations_sent_by_mistake_kills_their_links_and_frees_the_
         .filter(|e| e["action"] == "user_deleted")
         .count();
     assert_eq!(deleted, 2, "{}", audit.text);
-    let cancelled = events_of(&stack, &tenant, 6)
-        .await
-        .into_iter()
-        .filter(|e| e["detail-type"] == "Invitation Cancelled")
-        .count();
+    let cancelled = events_of_type(&stack, &tenant, 6, "Invitation Cancelled").await;
     assert_eq!(cancelled, 2, "one event per invitation cancelled");
 }
 
@@ -456,11 +468,7 @@ async fn a_bulk_cancel_never_deletes_an_active_user_and_answers_each_id() {
     let resp = api.cancel_many(&admin, &tenant, &ids).await;
 
     assert_eq!(resp.status, 200, "{}", resp.text);
-    let expected: Vec<(String, Option<String>)> = cases
-        .iter()
-        .map(|(_, status, code)| (status.to_string(), code.map(str::to_owned)))
-        .collect();
-    assert_eq!(outcomes(&resp), expected, "{}", resp.text);
+    assert_outcomes(&resp, &cases);
     assert!(
         resp.json["results"][1]["error"]["detail"]
             .as_str()
