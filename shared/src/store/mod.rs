@@ -148,39 +148,58 @@ const BATCH_GET_KEYS: usize = 100;
 /// `BatchGetItem` requests for one chunk, the first included, while keys come back unprocessed.
 const BATCH_GET_ATTEMPTS: u32 = 4;
 
-/// The filter condition for users in any of `statuses`, with the values it names. A state is
-/// matched as the user view shows it ([`crate::ops::users::effective_status`]): an invitation
-/// past its expiry is `expired`, not `invited`, even before the sweep has marked it. The
-/// timestamps are all `items::timestamp`'s fixed format, so they compare as strings.
-fn status_condition(
-    statuses: &[UserStatus],
-    now: DateTime<Utc>,
-) -> (String, Vec<(&'static str, String)>) {
-    let mut any = Vec::new();
+/// A listing's filter expression (applied after the read), with the values it names; `None`
+/// when the filter has nothing to drop. A state is matched as the user view shows it
+/// ([`crate::ops::users::effective_status`]): an invitation past its expiry is `expired`, not
+/// `invited`, even before the sweep has marked it. The timestamps are all
+/// `items::timestamp`'s fixed format, so they compare as strings.
+fn filter_expression(filter: &UserFilter, now: DateTime<Utc>) -> Option<FilterExpression> {
     let mut values = std::collections::BTreeMap::new();
-    for status in statuses {
-        match status {
-            UserStatus::Active => {
-                any.push("#status = :active");
-                values.insert(":active", UserStatus::Active.as_str().to_owned());
-            }
-            UserStatus::Invited => {
-                any.push("#status = :invited AND invite_expires_at > :now");
-                values.insert(":invited", UserStatus::Invited.as_str().to_owned());
-                values.insert(":now", items::timestamp(now));
-            }
-            UserStatus::Expired => {
-                any.push(
-                    "#status = :expired OR (#status = :invited AND invite_expires_at <= :now)",
-                );
-                values.insert(":expired", UserStatus::Expired.as_str().to_owned());
-                values.insert(":invited", UserStatus::Invited.as_str().to_owned());
-                values.insert(":now", items::timestamp(now));
-            }
+    let mut conditions = Vec::new();
+    if !filter.statuses.is_empty() {
+        let mut any = Vec::new();
+        for status in &filter.statuses {
+            any.push(match status {
+                UserStatus::Active => "#status = :active",
+                UserStatus::Invited => "#status = :invited AND invite_expires_at > :now",
+                UserStatus::Expired => {
+                    "#status = :expired OR #status = :invited AND invite_expires_at <= :now"
+                }
+            });
         }
+        values.insert(":now", av(items::timestamp(now)));
+        values.insert(":active", av(UserStatus::Active.as_str()));
+        values.insert(":invited", av(UserStatus::Invited.as_str()));
+        values.insert(":expired", av(UserStatus::Expired.as_str()));
+        // DynamoDB refuses values the expression does not name, and redundant parentheses.
+        values.retain(|name, _| any.iter().any(|a| a.contains(name)));
+        let any = any.join(" OR ");
+        // AND binds tighter than OR: parentheses only where the states meet another filter.
+        let several = filter.import.is_some() || filter.email_verified.is_some();
+        conditions.push(if several && any.contains(" OR ") {
+            format!("({any})")
+        } else {
+            any
+        });
     }
-    // No parentheses: AND binds tighter than OR, and DynamoDB refuses redundant ones.
-    (any.join(" OR "), values.into_iter().collect())
+    if let Some(import) = &filter.import {
+        conditions.push("import_id = :import".to_owned());
+        values.insert(":import", av(import.as_str()));
+    }
+    if let Some(verified) = filter.email_verified {
+        conditions.push("email_verified = :verified".to_owned());
+        values.insert(":verified", AttributeValue::Bool(verified));
+    }
+    (!conditions.is_empty()).then(|| FilterExpression {
+        expression: conditions.join(" AND "),
+        values: values.into_iter().collect(),
+    })
+}
+
+/// See [`filter_expression`].
+struct FilterExpression {
+    expression: String,
+    values: Vec<(&'static str, AttributeValue)>,
 }
 
 /// The fixed window of `window`'s length that `now` falls in: (start, length), in seconds.
@@ -201,14 +220,6 @@ pub struct UserFilter {
     pub import: Option<ImportId>,
     /// Only users who have (or have not) proved control of their mailbox.
     pub email_verified: Option<bool>,
-}
-
-impl UserFilter {
-    /// Whether the listing drops users after reading them (DynamoDB's filter expression),
-    /// rather than reading only the matching key range.
-    fn filters_after_read(&self) -> bool {
-        !self.statuses.is_empty() || self.import.is_some() || self.email_verified.is_some()
-    }
 }
 
 /// Where [`Store::partition_page`] reads.
@@ -697,13 +708,15 @@ impl Store {
                 next_cursor: None,
             });
         }
+        // One filter for the whole page, its `now` included, whichever query reads it.
+        let after_read = filter_expression(filter, items::now());
         // With a status filter a page may come back short; keep reading until it is full.
         loop {
             queries += 1;
             // Limit bounds the items a query reads, before the filter. Without one, the
             // remainder of the page is read; with one, a full read, and matches beyond the page
             // are left for the next (its cursor is then the last user returned).
-            let read = if filter.filters_after_read() {
+            let read = if after_read.is_some() {
                 FILTERED_READ
             } else {
                 limit - users.len() as i32
@@ -723,38 +736,14 @@ impl Store {
                     .expression_attribute_values(":prefix", av(prefix.as_str())),
                 None => query.key_condition_expression("GSI1PK = :pk"),
             };
-            let mut conditions = Vec::new();
-            if !filter.statuses.is_empty() {
-                let (condition, values) = status_condition(&filter.statuses, items::now());
-                conditions.push(condition);
-                query = query.expression_attribute_names("#status", "status");
-                for (name, value) in values {
-                    query = query.expression_attribute_values(name, av(value));
+            if let Some(after_read) = &after_read {
+                query = query.filter_expression(&after_read.expression);
+                if !filter.statuses.is_empty() {
+                    query = query.expression_attribute_names("#status", "status");
                 }
-            }
-            if let Some(import) = &filter.import {
-                conditions.push("import_id = :import".to_owned());
-                query = query.expression_attribute_values(":import", av(import.as_str()));
-            }
-            if let Some(verified) = filter.email_verified {
-                conditions.push("email_verified = :verified".to_owned());
-                query =
-                    query.expression_attribute_values(":verified", AttributeValue::Bool(verified));
-            }
-            if !conditions.is_empty() {
-                // Parentheses only where an OR meets an AND: DynamoDB refuses redundant ones.
-                let several = conditions.len() > 1;
-                let joined: Vec<String> = conditions
-                    .into_iter()
-                    .map(|c| {
-                        if several && c.contains(" OR ") {
-                            format!("({c})")
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                query = query.filter_expression(joined.join(" AND "));
+                for (name, value) in &after_read.values {
+                    query = query.expression_attribute_values(*name, value.clone());
+                }
             }
             if let Some(sk) = &start {
                 let id = sk.rsplit('#').next().unwrap_or_default().to_owned();
