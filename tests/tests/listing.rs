@@ -398,6 +398,13 @@ async fn the_status_filter_matches_the_state_the_list_shows_even_before_the_swee
         ("status=invited&status=expired", vec![&due, &fresh]),
         ("status=expired,%20expired", vec![&due]),
         ("status=active", vec![]),
+        // Several states beside another filter: the one place the expression needs parentheses.
+        (
+            "status=invited,expired&email_verified=false",
+            vec![&due, &fresh],
+        ),
+        ("status=expired&email_verified=false", vec![&due]),
+        ("status=expired&email_verified=true", vec![]),
     ];
 
     for (query, expected) in cases {
