@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
+use aws_types::SdkConfig;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
@@ -75,7 +75,7 @@ impl App<SesMailer> {
 
     /// [`Self::connect`] with the SDK configuration of the environment.
     pub async fn build(config: Config) -> Result<Self, InitError> {
-        let sdk = crate::https::sdk_config(config.tls_roots).await;
+        let sdk = config.aws.sdk_config();
         Self::connect(config, &sdk).await
     }
 }

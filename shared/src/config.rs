@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::aws::AwsEnv;
 use crate::domain::{Email, TenantId};
 
 #[derive(Debug, Clone)]
@@ -23,7 +24,8 @@ pub struct Config {
     pub ses_configuration_set: Option<String>,
     /// EventBridge bus of the lifecycle events (`EVENT_BUS_NAME`, default `default`).
     pub event_bus: String,
-    pub tls_roots: TlsRoots,
+    /// Region, credentials, endpoints and trust store of the AWS clients.
+    pub aws: AwsEnv,
 }
 
 /// Which roots the AWS clients' TLS trusts (`TLS_ROOTS`, `aws` or `native`): see
@@ -36,11 +38,6 @@ pub enum TlsRoots {
 }
 
 impl TlsRoots {
-    /// For functions without a [`Config`] (the sweep, the delivery recorder).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(&ProcessEnv)
-    }
-
     pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
         match env.get("TLS_ROOTS").as_deref().map(str::trim) {
             None | Some("aws") => Ok(Self::Aws),
@@ -209,7 +206,7 @@ impl Config {
             invite_mail_per_hour,
             ses_configuration_set: env.get("SES_CONFIGURATION_SET"),
             event_bus: event_bus(env),
-            tls_roots: TlsRoots::from(env)?,
+            aws: AwsEnv::from(env)?,
         })
     }
 }
@@ -224,6 +221,9 @@ mod tests {
             ("SENDER_EMAIL", "no-reply@example.com"),
             ("PUBLIC_DOMAIN", "example.com"),
             ("JWT_SECRET_ARN", "arn:secret"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
         ])
     }
 
@@ -291,7 +291,7 @@ mod tests {
                 env.insert("TLS_ROOTS", value);
             }
             let got = Config::from(&env)
-                .map(|c| c.tls_roots)
+                .map(|c| c.aws.tls_roots)
                 .map_err(|e| match e {
                     ConfigError::Invalid { name, .. } | ConfigError::Missing(name) => name,
                 });

@@ -13,7 +13,6 @@
 //! `TLS_ROOTS=native` restores the platform store (honouring `SSL_CERT_FILE` and
 //! `SSL_CERT_DIR`) for networks that re-sign TLS through an inspecting proxy.
 
-use aws_config::SdkConfig;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
@@ -36,8 +35,9 @@ fn trust_store(roots: TlsRoots) -> TrustStore {
 
 /// The SDK's default HTTPS client (rustls on aws-lc, proxy settings from the environment, the
 /// per-client timeouts) with the trust store of `roots`. Connectors are still built lazily,
-/// one per distinct set of timeouts, by the SDK.
-fn client(roots: TlsRoots) -> SharedHttpClient {
+/// one per distinct set of timeouts, by the SDK. [`crate::aws::AwsEnv::sdk_config`] hands it
+/// to every client.
+pub(crate) fn client(roots: TlsRoots) -> SharedHttpClient {
     client_trusting(trust_store(roots))
 }
 
@@ -59,15 +59,6 @@ fn client_trusting(store: TrustStore) -> SharedHttpClient {
         connector.set_proxy_config(Some(proxy.clone()));
         connector.build()
     })
-}
-
-/// The SDK's shared configuration (region, credentials chain) from the environment Lambda
-/// gives the function, over [`client`].
-pub async fn sdk_config(roots: TlsRoots) -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(client(roots))
-        .load()
-        .await
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod aws;
 pub mod branding;
 pub mod config;
 pub mod csv_rows;

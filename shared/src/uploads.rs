@@ -85,7 +85,7 @@ pub fn report_key(tenant: &TenantId, id: &ImportId) -> String {
 impl Uploads {
     /// The client for `bucket`. Path-style addressing when an endpoint override is set
     /// (the local emulator serves buckets by path, not by host).
-    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+    pub fn new(sdk: &aws_types::SdkConfig, bucket: impl Into<String>) -> Self {
         let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(path_style)

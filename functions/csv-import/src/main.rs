@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::{App, Warm};
 use latchkey::config::{Config, ImportConfig};
-use latchkey::https;
 use latchkey::ops::csv_import::{self, Continuation, ImportEvent, Importer};
 use latchkey::uploads::Uploads;
 
@@ -22,7 +21,7 @@ async fn main() -> Result<(), Error> {
         let (config, import_config) = (config.clone(), import_config.clone());
         let function_name = function_name.clone();
         async move {
-            let sdk = https::sdk_config(config.tls_roots).await;
+            let sdk = config.aws.sdk_config();
             Ok(Importer {
                 uploads: Uploads::new(&sdk, import_config.bucket.clone()),
                 continuation: Some(Continuation {

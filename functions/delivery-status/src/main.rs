@@ -4,8 +4,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::Warm;
-use latchkey::config::{self, TlsRoots};
-use latchkey::https;
+use latchkey::aws::AwsEnv;
+use latchkey::config::{self};
 use latchkey::ops::delivery;
 use latchkey::store::Store;
 use serde_json::Value;
@@ -14,13 +14,10 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let table = config::table_name()?;
-    let roots = TlsRoots::from_env()?;
+    let aws = AwsEnv::from_env()?;
     let store = Warm::start(move || {
-        let table = table.clone();
-        async move {
-            let sdk = https::sdk_config(roots).await;
-            Ok(Store::new(aws_sdk_dynamodb::Client::new(&sdk), table))
-        }
+        let (table, sdk) = (table.clone(), aws.sdk_config());
+        async move { Ok(Store::new(aws_sdk_dynamodb::Client::new(&sdk), table)) }
     });
     // Any JSON is a `Value`: a malformed event reaches the rules, which log and skip it.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

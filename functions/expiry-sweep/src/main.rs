@@ -3,9 +3,9 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::Warm;
-use latchkey::config::{self, ProcessEnv, TlsRoots};
+use latchkey::aws::AwsEnv;
+use latchkey::config::{self, ProcessEnv};
 use latchkey::events::EventBridgePublisher;
-use latchkey::https;
 use latchkey::ops::sweep;
 use latchkey::store::Store;
 use serde_json::Value;
@@ -14,12 +14,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let table = config::table_name()?;
-    let roots = TlsRoots::from_env()?;
+    let aws = AwsEnv::from_env()?;
     let bus = config::event_bus(&ProcessEnv);
     let clients = Warm::start(move || {
-        let (table, bus) = (table.clone(), bus.clone());
+        let (table, bus, sdk) = (table.clone(), bus.clone(), aws.sdk_config());
         async move {
-            let sdk = https::sdk_config(roots).await;
             Ok((
                 Store::new(aws_sdk_dynamodb::Client::new(&sdk), table),
                 EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus),

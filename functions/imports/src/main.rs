@@ -5,7 +5,6 @@
 
 use latchkey::app::{App, Warm, serve_http};
 use latchkey::config::{Config, ImportConfig};
-use latchkey::https;
 use latchkey::lambda_http::Error;
 use latchkey::ops::imports::{self, Imports};
 use latchkey::uploads::Uploads;
@@ -18,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let imports = Warm::start(move || {
         let (config, import_config) = (config.clone(), import_config.clone());
         async move {
-            let sdk = https::sdk_config(config.tls_roots).await;
+            let sdk = config.aws.sdk_config();
             Ok(Imports {
                 uploads: Uploads::new(&sdk, import_config.bucket.clone()),
                 app: App::connect(config, &sdk).await?,
