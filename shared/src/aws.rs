@@ -25,7 +25,7 @@ use aws_types::region::Region;
 use aws_types::sdk_config::{RetryConfig, TimeoutConfig};
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
-use crate::config::{ConfigError, Env, ProcessEnv, TlsRoots};
+use crate::config::{ConfigError, Env, ProcessEnv, TlsRoots, http_url, required};
 
 /// The SDK service id of each client the functions build, and the variable that overrides
 /// its endpoint (the id in upper case, spaces as underscores).
@@ -55,7 +55,7 @@ pub struct AwsEnv {
 
 /// `AWS_ENDPOINT_URL` and its per-service overrides, which the local stack uses to point
 /// DynamoDB and the rest at different emulators.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Endpoints {
     all: Option<String>,
     /// `(service id, url)`.
@@ -82,25 +82,24 @@ impl AwsEnv {
     }
 
     pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| env.get(name).ok_or(ConfigError::Missing(name));
         let credentials = Credentials::new(
-            required("AWS_ACCESS_KEY_ID")?,
-            required("AWS_SECRET_ACCESS_KEY")?,
+            required(env, "AWS_ACCESS_KEY_ID")?,
+            required(env, "AWS_SECRET_ACCESS_KEY")?,
             env.get("AWS_SESSION_TOKEN"),
             None,
             "lambda-environment",
         );
         let mut endpoints = Endpoints {
-            all: url(env, "AWS_ENDPOINT_URL")?,
+            all: http_url(env, "AWS_ENDPOINT_URL")?,
             services: Vec::new(),
         };
         for (service_id, name) in SERVICES {
-            if let Some(found) = url(env, name)? {
+            if let Some(found) = http_url(env, name)? {
                 endpoints.services.push((service_id, found));
             }
         }
         Ok(Self {
-            region: Region::new(required("AWS_REGION")?),
+            region: Region::new(required(env, "AWS_REGION")?),
             credentials,
             endpoints,
             retry: retry(env)?,
@@ -128,18 +127,6 @@ impl AwsEnv {
             .use_dual_stack(self.use_dual_stack)
             .http_client(crate::https::client(self.tls_roots))
             .build()
-    }
-}
-
-fn url(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {
-    match env.get(name) {
-        Some(raw) if !(raw.starts_with("http://") || raw.starts_with("https://")) => {
-            Err(ConfigError::Invalid {
-                name,
-                reason: format!("expected an http:// or https:// URL, got {raw:?}"),
-            })
-        }
-        found => Ok(found),
     }
 }
 

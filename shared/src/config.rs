@@ -93,8 +93,21 @@ impl Env for HashMap<&str, &str> {
     }
 }
 
-fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
     env.get(name).ok_or(ConfigError::Missing(name))
+}
+
+/// An optional variable that, when set, must be an http:// or https:// URL.
+pub(crate) fn http_url(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {
+    match env.get(name) {
+        Some(raw) if !(raw.starts_with("http://") || raw.starts_with("https://")) => {
+            Err(ConfigError::Invalid {
+                name,
+                reason: format!("must start with http:// or https://, got {raw:?}"),
+            })
+        }
+        found => Ok(found),
+    }
 }
 
 fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
@@ -172,16 +185,8 @@ impl Config {
             name: "SENDER_EMAIL",
             reason: e.to_string(),
         })?;
-        let links = match (env.get("PUBLIC_BASE_URL"), env.get("PUBLIC_DOMAIN")) {
-            (Some(base), _) => {
-                if !(base.starts_with("http://") || base.starts_with("https://")) {
-                    return Err(ConfigError::Invalid {
-                        name: "PUBLIC_BASE_URL",
-                        reason: "must start with http:// or https://".into(),
-                    });
-                }
-                LinkBase::Fixed(base)
-            }
+        let links = match (http_url(env, "PUBLIC_BASE_URL")?, env.get("PUBLIC_DOMAIN")) {
+            (Some(base), _) => LinkBase::Fixed(base),
             (None, Some(domain)) => LinkBase::PerTenant {
                 domain: domain.trim_matches('.').to_owned(),
             },

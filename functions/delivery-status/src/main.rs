@@ -5,7 +5,7 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::Warm;
 use latchkey::aws::AwsEnv;
-use latchkey::config::{self};
+use latchkey::config;
 use latchkey::ops::delivery;
 use latchkey::store::Store;
 use serde_json::Value;
