@@ -65,6 +65,36 @@ async fn resends_are_limited_per_user_per_hour() {
 }
 
 #[tokio::test]
+async fn one_user_resends_spend_the_tenant_mail_budget_too() {
+    let stack = TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", "2")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    // The invitation spends the first of the tenant's two mails, this resend the second.
+    let (admin, _, email, id) = tenant_with_invitee(&stack, &api).await;
+    assert_eq!(api.resend(&admin, &id).await.status, 200);
+
+    let refused = api.resend(&admin, &id).await;
+
+    refused.assert_problem(429, "rate_limited");
+    assert!(
+        refused.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("This tenant may send 2 invitation emails per hour")
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    let tokens = mailed_tokens(&stack, &email, "accept-invite").await;
+    assert_eq!(tokens.len(), 2, "no third mail");
+    assert!(
+        invite_token_is_live(&api, &tokens[1]).await,
+        "the refused resend renewed nothing"
+    );
+}
+
+#[tokio::test]
 async fn an_access_link_sends_no_mail_kills_the_mailed_link_and_joins_unverified() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);

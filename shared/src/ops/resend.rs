@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::UserStatus;
+use crate::domain::{TenantId, UserStatus};
 use crate::events::{Actor, Kind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
@@ -73,6 +73,9 @@ async fn resend<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .get_tenant(&user.tenant)
         .await?
         .ok_or_else(|| Problem::not_found("user"))?;
+    // One at a time is still invitation mail: without this, a script resending user by user
+    // would get around the budget that the bulk resend is held to.
+    spend_tenant_mail(app, &tenant.id, 1).await?;
     let (resent, event) = renew(app, &caller, &tenant, &user).await?;
     crate::events::emit(app.events.as_ref(), &[event]).await;
     Ok(http::json(200, &resent))
@@ -90,6 +93,22 @@ fn check(caller: &Caller, user: &User) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// Takes `mails` from the tenant's hourly invitation mail, or answers 429 having spent nothing.
+async fn spend_tenant_mail<M: Mailer>(
+    app: &App<M>,
+    tenant: &TenantId,
+    mails: u32,
+) -> Result<(), Problem> {
+    match spend_invite_mail(app, tenant, mails).await? {
+        Ok(()) => Ok(()),
+        Err(retry_after) => Err(Problem::new(
+            Code::RateLimited,
+            format!("This tenant may send {} invitation emails per hour and this request needs {mails}; try again later, send fewer, or hand over access links.", app.config.invite_mail_per_hour),
+        )
+        .retry_after(retry_after)),
+    }
 }
 
 /// Spends one of the user's hourly resends, replaces the link and mails it. The returned
@@ -154,15 +173,8 @@ struct ResentRow {
 async fn resend_many<M: Mailer>(app: &App<M>, req: &Request, raw_tenant: &str) -> HttpResult {
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
     let batch = bulk::read(app, caller, req, raw_tenant, check).await?;
-    let mails = batch.ready() as u32;
     // The whole request fits in the tenant's hourly invitation mail, or nothing is sent.
-    if let Err(retry_after) = spend_invite_mail(app, &batch.tenant.id, mails).await? {
-        return Err(Problem::new(
-            Code::RateLimited,
-            format!("This tenant may send {} invitation emails per hour and this request needs {mails}; try again later, send fewer, or hand over access links.", app.config.invite_mail_per_hour),
-        )
-        .retry_after(retry_after));
-    }
+    spend_tenant_mail(app, &batch.tenant.id, batch.ready() as u32).await?;
     let (caller, tenant) = (&batch.caller, &batch.tenant);
     bulk::run(app, batch.rows, |user| async move {
         let (resent, event) = renew(app, caller, tenant, &user).await?;
