@@ -239,6 +239,31 @@ async fn a_request_past_the_tenant_mail_budget_sends_nothing() {
 }
 
 #[tokio::test]
+async fn rows_a_bulk_resend_refuses_give_their_mail_back_to_the_tenant() {
+    let stack = TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", "7")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    // The invitation and five one-user resends spend six of the tenant's seven mails.
+    let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;
+    let id = people[0].1.as_str();
+    for _ in 0..5 {
+        assert_eq!(api.resend(&admin, id).await.status, 200);
+    }
+    let resp = api.resend_many(&admin, &tenant, &[id]).await;
+    assert_eq!(outcomes(&resp)[0].1.as_deref(), Some("rate_limited"));
+
+    let invited = api
+        .invite(&admin, &tenant, json!([{"email": unique_email("grace")}]))
+        .await;
+
+    assert_eq!(invited.status, 200, "{}", invited.text);
+    assert_eq!(invited.json["results"][0]["email_sent"], true);
+}
+
+#[tokio::test]
 async fn two_bulk_resends_at_once_leave_each_person_exactly_one_live_link() {
     let stack = TestStack::builder().instances(2).start().await.unwrap();
     let api = Api::new(&stack);

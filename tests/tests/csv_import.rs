@@ -299,6 +299,45 @@ async fn a_second_file_reports_people_the_first_one_invited_as_already_existing(
 }
 
 #[tokio::test]
+async fn a_roster_uploaded_again_gives_back_the_mail_of_people_already_invited() {
+    let stack = TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", "3")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let old = unique_email("old");
+    assert_eq!(
+        api.invite(&admin, &tenant, json!([{"email": old}]))
+            .await
+            .status,
+        200
+    );
+    // Each upload reserves a mail for `old`, whose row is then refused as already existing.
+    for _ in 0..2 {
+        let (id, url) = start_import(&api, &admin, &tenant, true).await;
+        upload(&url, format!("email\n{old}\n").into_bytes()).await;
+        let import = finished(&api, &admin, &id).await;
+        assert_eq!(import["emails_sent"], 0, "{import}");
+    }
+    let (ada, grace) = (unique_email("ada"), unique_email("grace"));
+
+    let (id, url) = start_import(&api, &admin, &tenant, true).await;
+    upload(&url, format!("email\n{ada}\n{grace}\n").into_bytes()).await;
+    let import = finished(&api, &admin, &id).await;
+
+    assert_eq!(
+        (&import["invited"], &import["emails_sent"]),
+        (&json!(2), &json!(2)),
+        "the budget holds the invitation and these two: {import}"
+    );
+    assert_eq!(stack.mail_to(&ada).await.unwrap().len(), 1);
+    assert_eq!(stack.mail_to(&grace).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_user_an_import_invited_names_the_import_and_the_admin_who_started_it() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);

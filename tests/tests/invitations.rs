@@ -214,6 +214,37 @@ async fn inviting_without_email_stores_the_invitation_and_sends_nothing() {
 }
 
 #[tokio::test]
+async fn rows_that_send_no_mail_give_their_share_of_the_tenant_budget_back() {
+    let stack = TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", "2")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let ada = unique_email("ada");
+    assert_eq!(
+        api.invite(&admin, &tenant, json!([{"email": ada}]))
+            .await
+            .status,
+        200
+    );
+    let again = api.invite(&admin, &tenant, json!([{"email": ada}])).await;
+    assert_eq!(again.json["results"][0]["error"]["code"], "already_exists");
+
+    let grace = unique_email("grace");
+    let resp = api.invite(&admin, &tenant, json!([{"email": grace}])).await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.json["results"][0]["email_sent"], true);
+    let refused = api
+        .invite(&admin, &tenant, json!([{"email": unique_email("bob")}]))
+        .await;
+    refused.assert_problem(429, "rate_limited");
+}
+
+#[tokio::test]
 async fn the_tenant_mail_budget_refuses_a_request_that_would_exceed_it() {
     let stack = TestStack::builder()
         .env("INVITE_MAIL_PER_HOUR", "3")

@@ -95,6 +95,31 @@ async fn one_user_resends_spend_the_tenant_mail_budget_too() {
 }
 
 #[tokio::test]
+async fn a_resend_refused_for_its_user_gives_the_tenant_mail_back() {
+    let stack = TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", "7")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    // The invitation and five resends spend six of the tenant's seven mails.
+    let (admin, tenant, _, id) = tenant_with_invitee(&stack, &api).await;
+    for _ in 0..5 {
+        assert_eq!(api.resend(&admin, &id).await.status, 200);
+    }
+    api.resend(&admin, &id)
+        .await
+        .assert_problem(429, "rate_limited");
+
+    let resp = api
+        .invite(&admin, &tenant, json!([{"email": unique_email("grace")}]))
+        .await;
+
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.json["results"][0]["email_sent"], true);
+}
+
+#[tokio::test]
 async fn an_access_link_sends_no_mail_kills_the_mailed_link_and_joins_unverified() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);

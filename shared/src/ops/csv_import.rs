@@ -357,7 +357,11 @@ impl<M: Mailer> Job<'_, M> {
                 (row, checked)
             })
             .collect();
-        let send_email = self.import.send_email && self.mail_budget(tenant, &checked).await?;
+        let reserved = match self.import.send_email {
+            true => self.mail_budget(tenant, &checked).await?,
+            false => None,
+        };
+        let send_email = reserved.is_some();
         let settled: Vec<Result<Settled, StoreError>> = futures::stream::iter(checked)
             .map(|(row, checked)| self.settle_row(caller, tenant, row, checked, send_email))
             .buffer_unordered(CONCURRENCY)
@@ -372,6 +376,21 @@ impl<M: Mailer> Job<'_, M> {
         events::emit(self.importer.app.events.as_ref(), &created).await;
         let mut counts = Counts::default();
         let mut errors = Vec::new();
+        if let Some(reserved) = reserved {
+            let sent = markers
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        &m.outcome,
+                        RowOutcome::Invited {
+                            mail: MailState::Sent,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            reserved.settle(&self.importer.app, sent).await;
+        }
         markers.sort_by_key(|m| m.line);
         for marker in markers {
             counts.total += 1;
@@ -397,18 +416,18 @@ impl<M: Mailer> Job<'_, M> {
         Ok((counts, errors))
     }
 
-    /// Takes this batch's mails from the tenant's hourly budget; `false` if it is spent (the
+    /// Takes this batch's mails from the tenant's hourly budget; `None` if it is spent (the
     /// rows are then invited without mail, and the report says so).
     async fn mail_budget(
         &self,
         tenant: &Tenant,
         checked: &[(CsvRow, Result<invite::Candidate, RowError>)],
-    ) -> Result<bool, ImportError> {
+    ) -> Result<Option<invite::MailReservation>, ImportError> {
         let wanted = checked.iter().filter(|(_, c)| c.is_ok()).count() as u32;
         let app = &self.importer.app;
         Ok(invite::spend_invite_mail(app, &tenant.id, wanted)
             .await?
-            .is_ok())
+            .ok())
     }
 
     /// One row, retried while its failure is transient.

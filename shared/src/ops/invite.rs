@@ -201,13 +201,16 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     } else {
         0
     };
-    if let Err(retry_after) = spend_invite_mail(app, &tenant.id, mails).await? {
-        return Err(Problem::new(
-            Code::RateLimited,
-            format!("This tenant may send {} invitation emails per hour; try again later or invite without email.", app.config.invite_mail_per_hour),
-        )
-        .retry_after(retry_after));
-    }
+    let reserved = match spend_invite_mail(app, &tenant.id, mails).await? {
+        Ok(reserved) => reserved,
+        Err(retry_after) => {
+            return Err(Problem::new(
+                Code::RateLimited,
+                format!("This tenant may send {} invitation emails per hour; try again later or invite without email.", app.config.invite_mail_per_hour),
+            )
+            .retry_after(retry_after));
+        }
+    };
 
     let results: Vec<RowResult> = futures::stream::iter(checked)
         .map(|(raw, checked)| {
@@ -225,26 +228,76 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .buffered(CONCURRENCY)
         .collect()
         .await;
+    let sent = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                RowResult::Invited {
+                    email_sent: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    reserved.settle(app, sent).await;
     Ok(http::json(200, &InviteResponse { results }))
 }
 
 /// Takes `mails` from the tenant's hourly invitation-mail budget (`INVITE_MAIL_PER_HOUR`),
-/// which inviting, resending in bulk and the CSV import share: `Err(retry_after)` when they
-/// do not fit.
+/// which inviting, resending and the CSV import share: `Err(retry_after)` when they do not
+/// fit. Taking them all before anything is written or sent refuses a request over the budget
+/// whole; [`MailReservation::settle`] then gives back what was not sent.
 pub async fn spend_invite_mail<M: Mailer>(
     app: &App<M>,
     tenant: &TenantId,
     mails: u32,
-) -> Result<Result<(), u64>, crate::store::StoreError> {
-    app.store
+) -> Result<Result<MailReservation, u64>, crate::store::StoreError> {
+    let reserved = MailReservation {
+        key: format!("invite-mail#{tenant}"),
+        at: now(),
+        mails,
+    };
+    Ok(app
+        .store
         .rate_limit(
-            &format!("invite-mail#{tenant}"),
+            &reserved.key,
             app.config.invite_mail_per_hour,
-            Duration::from_secs(3600),
+            MAIL_WINDOW,
             mails,
-            now(),
+            reserved.at,
         )
-        .await
+        .await?
+        .map(|()| reserved))
+}
+
+const MAIL_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Mails taken from a tenant's hourly budget for one request (or one import batch).
+#[must_use = "settle it, so that mails not sent go back to the tenant's budget"]
+pub struct MailReservation {
+    key: String,
+    at: chrono::DateTime<chrono::Utc>,
+    mails: u32,
+}
+
+impl MailReservation {
+    /// Gives back the reserved mails that were not sent (rows whose address was taken, sends
+    /// SES refused, renewals that lost a race), so that they do not hold the tenant back: a
+    /// roster uploaded again must still mail its new people. Best effort: a failed refund is
+    /// logged and the budget over-counts, which errs on the side of sending less.
+    pub async fn settle<M: Mailer>(self, app: &App<M>, sent: usize) {
+        let unsent = self
+            .mails
+            .saturating_sub(sent.try_into().unwrap_or(u32::MAX));
+        if let Err(e) = app
+            .store
+            .rate_refund(&self.key, MAIL_WINDOW, unsent, self.at)
+            .await
+        {
+            tracing::warn!(error = %e, key = %self.key, unsent, "mail budget refund failed");
+        }
+    }
 }
 
 /// Echoed emails are bounded so that a 10 KB "address" is not sent back in full.

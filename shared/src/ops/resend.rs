@@ -7,6 +7,7 @@
 //!   tenant's expired people (`?status=expired`, one page), so that chasing them is one
 //!   request, not one per person.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
@@ -19,7 +20,7 @@ use crate::events::{Actor, Kind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::ops::bulk;
-use crate::ops::invite::{ErrorBody, send_invitation, spend_invite_mail};
+use crate::ops::invite::{ErrorBody, MailReservation, send_invitation, spend_invite_mail};
 use crate::ops::users::load_managed;
 use crate::problem::{Code, Problem};
 use crate::store::items::{now, timestamp};
@@ -75,8 +76,11 @@ async fn resend<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .ok_or_else(|| Problem::not_found("user"))?;
     // One at a time is still invitation mail: without this, a script resending user by user
     // would get around the budget that the bulk resend is held to.
-    spend_tenant_mail(app, &tenant.id, 1).await?;
-    let (resent, event) = renew(app, &caller, &tenant, &user).await?;
+    let reserved = spend_tenant_mail(app, &tenant.id, 1).await?;
+    let renewed = renew(app, &caller, &tenant, &user).await;
+    let sent = matches!(&renewed, Ok((r, _)) if r.email_sent);
+    reserved.settle(app, usize::from(sent)).await;
+    let (resent, event) = renewed?;
     crate::events::emit(app.events.as_ref(), &[event]).await;
     Ok(http::json(200, &resent))
 }
@@ -100,9 +104,9 @@ async fn spend_tenant_mail<M: Mailer>(
     app: &App<M>,
     tenant: &TenantId,
     mails: u32,
-) -> Result<(), Problem> {
+) -> Result<MailReservation, Problem> {
     match spend_invite_mail(app, tenant, mails).await? {
-        Ok(()) => Ok(()),
+        Ok(reserved) => Ok(reserved),
         Err(retry_after) => Err(Problem::new(
             Code::RateLimited,
             format!("This tenant may send {} invitation emails per hour and this request needs {mails}; try again later, send fewer, or hand over access links.", app.config.invite_mail_per_hour),
@@ -174,10 +178,14 @@ async fn resend_many<M: Mailer>(app: &App<M>, req: &Request, raw_tenant: &str) -
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
     let batch = bulk::read(app, caller, req, raw_tenant, check).await?;
     // The whole request fits in the tenant's hourly invitation mail, or nothing is sent.
-    spend_tenant_mail(app, &batch.tenant.id, batch.ready() as u32).await?;
+    let reserved = spend_tenant_mail(app, &batch.tenant.id, batch.ready() as u32).await?;
     let (caller, tenant) = (&batch.caller, &batch.tenant);
-    bulk::run(app, batch.rows, |user| async move {
+    let sent = &AtomicUsize::new(0);
+    let answer = bulk::run(app, batch.rows, |user| async move {
         let (resent, event) = renew(app, caller, tenant, &user).await?;
+        if resent.email_sent {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
         let row = ResentRow {
             user_id: user.id.to_string(),
             status: "resent",
@@ -186,5 +194,7 @@ async fn resend_many<M: Mailer>(app: &App<M>, req: &Request, raw_tenant: &str) -
         };
         Ok((row, Some(event)))
     })
-    .await
+    .await;
+    reserved.settle(app, sent.load(Ordering::Relaxed)).await;
+    answer
 }

@@ -862,4 +862,39 @@ impl Store {
             Err(e) => Err(StoreError::sdk("rate_limit", e)),
         }
     }
+
+    /// Gives `cost` back to the window a [`Store::rate_limit`] at `at` charged, never taking
+    /// the count below zero (a window already gone, or smaller, is left as it is).
+    pub async fn rate_refund(
+        &self,
+        key: &str,
+        window: Duration,
+        cost: u32,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        let (start, _) = window_of(window, at);
+        let (pk, sk) = keys::rate(key, start);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
+            .update_expression("ADD hits :back")
+            .condition_expression("hits >= :cost")
+            .expression_attribute_values(":back", AttributeValue::N(format!("-{cost}")))
+            .expression_attribute_values(":cost", AttributeValue::N(cost.to_string()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::sdk("rate_refund", e)),
+        }
+    }
 }
