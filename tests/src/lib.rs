@@ -13,6 +13,15 @@ use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "a long enough passphrase";
 
+/// A stack whose tenants may each send `mails` invitation mails an hour (`INVITE_MAIL_PER_HOUR`).
+pub async fn stack_with_mail_budget(mails: u32) -> TestStack {
+    TestStack::builder()
+        .env("INVITE_MAIL_PER_HOUR", mails.to_string())
+        .start()
+        .await
+        .unwrap()
+}
+
 /// A response, with the body parsed as JSON when it is JSON.
 #[derive(Debug)]
 pub struct Resp {

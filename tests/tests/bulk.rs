@@ -214,11 +214,7 @@ async fn a_user_past_their_hourly_resends_is_refused_alone() {
 
 #[tokio::test]
 async fn a_request_past_the_tenant_mail_budget_sends_nothing() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "3")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(3).await;
     let api = Api::new(&stack);
     // The two invitations spend two of the tenant's three mails.
     let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 2).await;
@@ -240,11 +236,7 @@ async fn a_request_past_the_tenant_mail_budget_sends_nothing() {
 
 #[tokio::test]
 async fn rows_a_bulk_resend_refuses_give_their_mail_back_to_the_tenant() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "7")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(7).await;
     let api = Api::new(&stack);
     // The invitation and five one-user resends spend six of the tenant's seven mails.
     let (admin, tenant, people) = tenant_with_invitees(&stack, &api, 1).await;

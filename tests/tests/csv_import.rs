@@ -300,11 +300,7 @@ async fn a_second_file_reports_people_the_first_one_invited_as_already_existing(
 
 #[tokio::test]
 async fn a_roster_uploaded_again_gives_back_the_mail_of_people_already_invited() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "3")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(3).await;
     let api = Api::new(&stack);
     let admin = api.admin_token(&stack).await;
     let tenant = api.create_tenant(&admin).await;

@@ -215,11 +215,7 @@ async fn inviting_without_email_stores_the_invitation_and_sends_nothing() {
 
 #[tokio::test]
 async fn rows_that_send_no_mail_give_their_share_of_the_tenant_budget_back() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "2")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(2).await;
     let api = Api::new(&stack);
     let admin = api.admin_token(&stack).await;
     let tenant = api.create_tenant(&admin).await;
@@ -246,11 +242,7 @@ async fn rows_that_send_no_mail_give_their_share_of_the_tenant_budget_back() {
 
 #[tokio::test]
 async fn the_tenant_mail_budget_refuses_a_request_that_would_exceed_it() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "3")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(3).await;
     let api = Api::new(&stack);
     let admin = api.admin_token(&stack).await;
     let tenant = api.create_tenant(&admin).await;

@@ -66,11 +66,7 @@ async fn resends_are_limited_per_user_per_hour() {
 
 #[tokio::test]
 async fn one_user_resends_spend_the_tenant_mail_budget_too() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "2")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(2).await;
     let api = Api::new(&stack);
     // The invitation spends the first of the tenant's two mails, this resend the second.
     let (admin, _, email, id) = tenant_with_invitee(&stack, &api).await;
@@ -96,11 +92,7 @@ async fn one_user_resends_spend_the_tenant_mail_budget_too() {
 
 #[tokio::test]
 async fn a_resend_refused_for_its_user_gives_the_tenant_mail_back() {
-    let stack = TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", "7")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with_mail_budget(7).await;
     let api = Api::new(&stack);
     // The invitation and five resends spend six of the tenant's seven mails.
     let (admin, tenant, _, id) = tenant_with_invitee(&stack, &api).await;
