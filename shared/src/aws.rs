@@ -10,8 +10,9 @@
 //!
 //! Like the loader, [`AwsEnv`] reads the variables an operator or the local stack might set:
 //! `AWS_REGION`, the credentials, `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`,
-//! `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`, `AWS_USE_FIPS_ENDPOINT` and
-//! `AWS_USE_DUALSTACK_ENDPOINT`. It reads nothing else: no `~/.aws` files, no metadata
+//! `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`,
+//! `AWS_USE_FIPS_ENDPOINT`, `AWS_USE_DUALSTACK_ENDPOINT` and `AWS_SDK_UA_APP_ID` (the
+//! application name in the user agent, which CloudTrail records). It reads nothing else: no `~/.aws` files, no metadata
 //! service. Unlike the loader, a missing region or credentials variable stops the cold start
 //! with its name, instead of failing every request later.
 
@@ -21,6 +22,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_types::SdkConfig;
+use aws_types::app_name::AppName;
 use aws_types::region::Region;
 use aws_types::sdk_config::{RetryConfig, TimeoutConfig};
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
@@ -50,6 +52,7 @@ pub struct AwsEnv {
     retry: RetryConfig,
     use_fips: bool,
     use_dual_stack: bool,
+    app_name: Option<AppName>,
     pub tls_roots: TlsRoots,
 }
 
@@ -98,6 +101,22 @@ impl AwsEnv {
                 endpoints.services.push((service_id, found));
             }
         }
+        // As the SDK's loader does: the variables are still checked, then set aside.
+        if flag(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")? {
+            endpoints = Endpoints {
+                all: None,
+                services: Vec::new(),
+            };
+        }
+        let app_name = env
+            .get("AWS_SDK_UA_APP_ID")
+            .map(|raw| {
+                AppName::new(raw.trim().to_owned()).map_err(|e| ConfigError::Invalid {
+                    name: "AWS_SDK_UA_APP_ID",
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
         Ok(Self {
             region: Region::new(required(env, "AWS_REGION")?),
             credentials,
@@ -105,6 +124,7 @@ impl AwsEnv {
             retry: retry(env)?,
             use_fips: flag(env, "AWS_USE_FIPS_ENDPOINT")?,
             use_dual_stack: flag(env, "AWS_USE_DUALSTACK_ENDPOINT")?,
+            app_name,
             tls_roots: TlsRoots::from(env)?,
         })
     }
@@ -112,7 +132,9 @@ impl AwsEnv {
     /// The configuration every client of the function is built from, over the one shared
     /// HTTPS client ([`crate::https`]). No I/O: the first request connects.
     pub fn sdk_config(&self) -> SdkConfig {
-        SdkConfig::builder()
+        let mut config = SdkConfig::builder();
+        config.set_app_name(self.app_name.clone());
+        config
             .behavior_version(BehaviorVersion::latest())
             .region(self.region.clone())
             .credentials_provider(SharedCredentialsProvider::new(self.credentials.clone()))
@@ -318,6 +340,45 @@ mod tests {
         assert_eq!(retry.mode(), RetryMode::Adaptive);
         assert_eq!(config.use_fips(), Some(true));
         assert_eq!(config.use_dual_stack(), Some(true));
+    }
+
+    #[test]
+    fn ignoring_configured_endpoints_sends_every_client_to_aws() {
+        let config = with(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ])
+        .unwrap()
+        .sdk_config();
+
+        for (service_id, _) in SERVICES {
+            assert_eq!(endpoint_of(&config, service_id), None, "{service_id}");
+        }
+    }
+
+    #[test]
+    fn the_app_id_goes_into_the_user_agent_and_a_malformed_one_is_named() {
+        let config = with(&[("AWS_SDK_UA_APP_ID", "acme-latchkey")])
+            .unwrap()
+            .sdk_config();
+        assert_eq!(
+            config.app_name().map(|a| a.to_string()).as_deref(),
+            Some("acme-latchkey")
+        );
+        assert_eq!(with(&[]).unwrap().sdk_config().app_name(), None);
+
+        let refused = with(&[("AWS_SDK_UA_APP_ID", "has spaces")]).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ConfigError::Invalid {
+                    name: "AWS_SDK_UA_APP_ID",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
     }
 
     #[test]
