@@ -103,38 +103,15 @@ mod tests {
     use crate::store::items::now;
 
     fn caller(tenant: &str, role: Role) -> Caller {
-        let t = now();
         Caller {
-            user: User {
-                id: UserId::generate(),
-                tenant: TenantId::parse(tenant).unwrap(),
-                email: Email::parse("c@example.com").unwrap(),
+            user: User::active(
+                UserId::generate(),
+                TenantId::parse(tenant).unwrap(),
+                Email::parse("c@example.com").unwrap(),
                 role,
-                status: UserStatus::Active,
-                email_verified: true,
-                created_at: t,
-                updated_at: t,
-                session_version: 1,
-                password_hash: None,
-                invite_expires_at: None,
-                last_invite_sent_at: None,
-                invite_token_hash: None,
-                spent_invite_token_hash: None,
-                invite_via: None,
-                reset_token_hash: None,
-                reset_expires_at: None,
-                spent_reset_token_hash: None,
-                verify_token_hash: None,
-                verify_expires_at: None,
-                spent_verify_token_hash: None,
-                pending_email: None,
-                email_change_token_hash: None,
-                email_change_expires_at: None,
-                spent_email_change_token_hash: None,
-                last_delivery: None,
-                invited_by: None,
-                import_id: None,
-            },
+                None,
+                now(),
+            ),
         }
     }
 

@@ -1,17 +1,19 @@
 //! `POST /v1/invitations/accept`: the invitee sets a password and the account becomes active.
 
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::app::App;
 use crate::domain::UserStatus;
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
-use crate::password::{self, Password};
+use crate::password;
 use crate::problem::{Code, Problem};
+use crate::store::User;
 use crate::store::items::now;
-use crate::store::{ConditionalError, User};
-use crate::token::{LinkToken, Purpose, TokenHash};
+use crate::token::{LinkToken, Purpose, SlotState, TokenHash};
+
+use super::links::PasswordLink;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,13 +22,7 @@ pub struct Accept {
     password: String,
 }
 
-#[derive(Serialize)]
-struct Accepted {
-    user_id: String,
-    tenant: String,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AcceptError {
     #[error(
         "This invitation link is not valid; a newer invitation may have been sent. Use the most recent email, or ask your administrator for a new invitation."
@@ -60,18 +56,14 @@ pub fn classify(
     hash: &TokenHash,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), AcceptError> {
-    if hash.matches(user.spent_invite_token_hash.as_deref()) {
-        return Err(AcceptError::Used);
-    }
-    if !hash.matches(user.invite_token_hash.as_deref()) {
-        return Err(AcceptError::Invalid);
-    }
-    let expired =
-        user.status == UserStatus::Expired || user.invite_expires_at.is_none_or(|at| at <= now);
-    match user.status {
-        _ if expired => Err(AcceptError::Expired),
-        UserStatus::Invited => Ok(()),
-        _ => Err(AcceptError::Invalid),
+    match user.link_state(Purpose::Invite, hash, now) {
+        SlotState::Used => Err(AcceptError::Used),
+        SlotState::Unknown => Err(AcceptError::Invalid),
+        // Past its time, whether or not the sweep has marked it yet.
+        SlotState::Expired => Err(AcceptError::Expired),
+        SlotState::Live if user.status == UserStatus::Expired => Err(AcceptError::Expired),
+        SlotState::Live if user.status == UserStatus::Invited => Ok(()),
+        SlotState::Live => Err(AcceptError::Invalid),
     }
 }
 
@@ -89,45 +81,14 @@ async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .await?
         .ok_or(AcceptError::Invalid)?;
     classify(&user, &hash, now())?;
-    let password =
-        Password::parse(&body.password, Some(user.email.as_str())).map_err(AcceptError::from)?;
-    let phc = password::hash_off_thread(password).await?;
-    let unlock = super::sessions::unlock(&app.store, &user.email)?;
-    match app
-        .store
-        .activate_invited(&user, &hash, &phc, now(), vec![unlock])
-        .await
-    {
-        Ok(()) => {
-            tracing::info!(tenant = %user.tenant, user_id = %user.id, "invitation accepted");
-            crate::events::emit(
-                app.events.as_ref(),
-                &[crate::events::LifecycleEvent::about(
-                    crate::events::Kind::InvitationAccepted,
-                    &user,
-                    crate::events::Actor::Subject,
-                )],
-            )
-            .await;
-            Ok(http::json(
-                200,
-                &Accepted {
-                    user_id: user.id.to_string(),
-                    tenant: user.tenant.to_string(),
-                },
-            ))
-        }
-        // Someone else changed the invitation between our read and write (a second accept,
-        // a resend, an expiry): read again and say what happened.
-        Err(ConditionalError::Conflict) => {
-            let current = app
-                .store
-                .get_user(&user.id)
-                .await?
-                .ok_or(AcceptError::Invalid)?;
-            classify(&current, &hash, now())?;
-            Err(AcceptError::Invalid.into())
-        }
-        Err(ConditionalError::Store(e)) => Err(e.into()),
-    }
+    super::links::set_password(
+        app,
+        PasswordLink::Invite,
+        &user,
+        &hash,
+        &body.password,
+        |u| classify(u, &hash, now()),
+        AcceptError::Invalid,
+    )
+    .await
 }

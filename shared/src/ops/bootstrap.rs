@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::app::App;
-use crate::domain::{Email, Role, TenantId, UserId, UserStatus};
+use crate::domain::{Email, Role, TenantId, UserId};
 use crate::mail::Mailer;
 use crate::password::{self, Password};
 use crate::store::items::now;
@@ -64,36 +64,14 @@ pub async fn run<M: Mailer>(
         branding: Default::default(),
     };
     app.store.create_tenant(&tenant).await?;
-    let user = User {
-        id: UserId::generate(),
-        tenant: TenantId::admin(),
-        email: admin.email.clone(),
-        role: Role::TeamAdmin,
-        status: UserStatus::Active,
-        email_verified: true,
-        created_at: now,
-        updated_at: now,
-        session_version: 1,
-        password_hash: Some(password::hash(&admin.password)?),
-        invite_expires_at: None,
-        last_invite_sent_at: None,
-        invite_token_hash: None,
-        spent_invite_token_hash: None,
-        invite_via: None,
-        reset_token_hash: None,
-        reset_expires_at: None,
-        spent_reset_token_hash: None,
-        verify_token_hash: None,
-        verify_expires_at: None,
-        spent_verify_token_hash: None,
-        pending_email: None,
-        email_change_token_hash: None,
-        email_change_expires_at: None,
-        spent_email_change_token_hash: None,
-        last_delivery: None,
-        invited_by: None,
-        import_id: None,
-    };
+    let user = User::active(
+        UserId::generate(),
+        TenantId::admin(),
+        admin.email.clone(),
+        Role::TeamAdmin,
+        Some(password::hash(&admin.password)?),
+        now,
+    );
     let count = app.store.team_admin_count_write()?;
     let created = match app.store.create_user(&user, vec![count]).await {
         Ok(()) => true,

@@ -21,7 +21,7 @@ use crate::ops::users::load_managed;
 use crate::problem::{Code, Problem};
 use crate::store::items::now;
 use crate::store::{AuditEvent, ConditionalError, Party, User};
-use crate::token::{LinkToken, Purpose, SlotState, slot_state};
+use crate::token::{LinkToken, Purpose, SlotState};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,24 +207,8 @@ async fn verify<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .ok_or(LinkError::Invalid)?;
     let verify_hash = token.hash(&app.keys, Purpose::Verify);
     let change_hash = token.hash(&app.keys, Purpose::EmailChange);
-    let verify_state = |u: &User| {
-        slot_state(
-            &verify_hash,
-            u.verify_token_hash.as_deref(),
-            u.verify_expires_at,
-            u.spent_verify_token_hash.as_deref(),
-            now(),
-        )
-    };
-    let change_state = |u: &User| {
-        slot_state(
-            &change_hash,
-            u.email_change_token_hash.as_deref(),
-            u.email_change_expires_at,
-            u.spent_email_change_token_hash.as_deref(),
-            now(),
-        )
-    };
+    let verify_state = |u: &User| u.link_state(Purpose::Verify, &verify_hash, now());
+    let change_state = |u: &User| u.link_state(Purpose::EmailChange, &change_hash, now());
 
     if verify_state(&user) != SlotState::Unknown {
         LinkError::from_state(verify_state(&user))?;
@@ -239,12 +223,8 @@ async fn verify<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
                 },
             )),
             Err(ConditionalError::Conflict) => {
-                let current = app
-                    .store
-                    .get_user(&user.id)
-                    .await?
-                    .ok_or(LinkError::Invalid)?;
-                LinkError::from_state(verify_state(&current))?;
+                let check = |u: &User| LinkError::from_state(verify_state(u));
+                super::links::recheck(app, &user.id, check, LinkError::Invalid).await?;
                 Err(LinkError::Invalid.into())
             }
             Err(ConditionalError::Store(e)) => Err(e.into()),
@@ -267,12 +247,8 @@ async fn verify<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     {
         Ok(()) => {}
         Err(ConditionalError::Conflict) => {
-            let current = app
-                .store
-                .get_user(&user.id)
-                .await?
-                .ok_or(LinkError::Invalid)?;
-            LinkError::from_state(change_state(&current))?;
+            let check = |u: &User| LinkError::from_state(change_state(u));
+            super::links::recheck(app, &user.id, check, LinkError::Invalid).await?;
             if app
                 .store
                 .find_user_id(&new_email)

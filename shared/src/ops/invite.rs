@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{Email, Role, TenantId, UserId, UserStatus};
+use crate::domain::{Email, Role, TenantId, UserId};
 use crate::events::{Actor, Kind as EventKind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
@@ -392,34 +392,18 @@ pub fn invited_user<M: Mailer>(
 ) -> User {
     let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
     User {
-        id,
-        tenant: tenant.id.clone(),
-        email: candidate.email.clone(),
-        role: candidate.role,
-        status: UserStatus::Invited,
-        email_verified: false,
-        created_at: now,
-        updated_at: now,
-        session_version: 0,
-        password_hash: None,
         invite_expires_at: Some(expires_at),
         last_invite_sent_at: token.map(|_| now),
         invite_token_hash: token.map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
-        spent_invite_token_hash: None,
         invite_via: token.map(|_| LinkVia::Email),
-        reset_token_hash: None,
-        reset_expires_at: None,
-        spent_reset_token_hash: None,
-        verify_token_hash: None,
-        verify_expires_at: None,
-        spent_verify_token_hash: None,
-        pending_email: None,
-        email_change_token_hash: None,
-        email_change_expires_at: None,
-        spent_email_change_token_hash: None,
-        last_delivery: None,
         invited_by: Some(caller.id().clone()),
-        import_id: None,
+        ..User::invited(
+            id,
+            tenant.id.clone(),
+            candidate.email.clone(),
+            candidate.role,
+            now,
+        )
     }
 }
 

@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod email;
 pub mod imports;
 pub mod invite;
+pub mod links;
 pub mod pages;
 pub mod password;
 pub mod resend;

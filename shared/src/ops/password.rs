@@ -8,17 +8,18 @@ use std::time::{Duration, Instant};
 
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::app::App;
 use crate::domain::{Email, TenantId, UserId, UserStatus};
 use crate::http::{self, HttpResult};
 use crate::mail::{Kind, Mail, Mailer};
-use crate::password::{self, Password};
+use crate::password;
 use crate::problem::{Code, Problem};
-use crate::store::ConditionalError;
 use crate::store::items::now;
-use crate::token::{LinkToken, Purpose, SlotState, slot_state};
+use crate::token::{LinkToken, Purpose, SlotState};
+
+use super::links::PasswordLink;
 
 /// Every "forgot" answer takes at least this long, covering the writes, the send and the event
 /// that only the existing-account path does (SES's send is most of it). A second leaves room
@@ -42,13 +43,7 @@ pub struct Reset {
     password: String,
 }
 
-#[derive(Serialize)]
-struct Done {
-    user_id: String,
-    tenant: String,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
     #[error(
         "This link is not valid any more; a newer one may have been sent. Use the most recent email, or request a new link."
@@ -204,53 +199,17 @@ async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .get_user(token.user_id())
         .await?
         .ok_or(LinkError::Invalid)?;
-    let state = |u: &crate::store::User| {
-        slot_state(
-            &hash,
-            u.reset_token_hash.as_deref(),
-            u.reset_expires_at,
-            u.spent_reset_token_hash.as_deref(),
-            now(),
-        )
-    };
-    LinkError::from_state(state(&user))?;
-    let password =
-        Password::parse(&body.password, Some(user.email.as_str())).map_err(LinkError::from)?;
-    let phc = password::hash_off_thread(password).await?;
-    let unlock = super::sessions::unlock(&app.store, &user.email)?;
-    match app
-        .store
-        .complete_reset(&user, &hash, &phc, now(), vec![unlock])
-        .await
-    {
-        Ok(()) => {
-            tracing::info!(tenant = %user.tenant, user_id = %user.id, "password reset completed");
-            crate::events::emit(
-                app.events.as_ref(),
-                &[crate::events::LifecycleEvent::about(
-                    crate::events::Kind::PasswordResetCompleted,
-                    &user,
-                    crate::events::Actor::Subject,
-                )],
-            )
-            .await;
-            Ok(http::json(
-                200,
-                &Done {
-                    user_id: user.id.to_string(),
-                    tenant: user.tenant.to_string(),
-                },
-            ))
-        }
-        Err(ConditionalError::Conflict) => {
-            let current = app
-                .store
-                .get_user(&user.id)
-                .await?
-                .ok_or(LinkError::Invalid)?;
-            LinkError::from_state(state(&current))?;
-            Err(LinkError::Invalid.into())
-        }
-        Err(ConditionalError::Store(e)) => Err(e.into()),
-    }
+    let state =
+        |u: &crate::store::User| LinkError::from_state(u.link_state(Purpose::Reset, &hash, now()));
+    state(&user)?;
+    super::links::set_password(
+        app,
+        PasswordLink::Reset,
+        &user,
+        &hash,
+        &body.password,
+        state,
+        LinkError::Invalid,
+    )
+    .await
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Email, ImportId, Role, TenantId, UserId, UserStatus};
 use crate::encoding::{b64url, b64url_decode};
+use crate::token::{Purpose, SlotState, TokenHash, slot_state};
 
 pub const TENANT_USERS_INDEX: &str = "tenant-users";
 pub const PENDING_INDEX: &str = "pending-by-expiry";
@@ -256,6 +257,96 @@ pub struct User {
     pub import_id: Option<ImportId>,
 }
 
+impl User {
+    /// A user invited into `tenant` with no link issued yet: no password, every link slot
+    /// empty, the address unverified. Callers fill in what their operation issues.
+    pub fn invited(
+        id: UserId,
+        tenant: TenantId,
+        email: Email,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            tenant,
+            email,
+            role,
+            status: UserStatus::Invited,
+            email_verified: false,
+            created_at: now,
+            updated_at: now,
+            session_version: 0,
+            password_hash: None,
+            invite_expires_at: None,
+            last_invite_sent_at: None,
+            invite_token_hash: None,
+            spent_invite_token_hash: None,
+            invite_via: None,
+            reset_token_hash: None,
+            reset_expires_at: None,
+            spent_reset_token_hash: None,
+            verify_token_hash: None,
+            verify_expires_at: None,
+            spent_verify_token_hash: None,
+            pending_email: None,
+            email_change_token_hash: None,
+            email_change_expires_at: None,
+            spent_email_change_token_hash: None,
+            last_delivery: None,
+            invited_by: None,
+            import_id: None,
+        }
+    }
+
+    /// An account that needs no invitation (the bootstrap admin): active, its address taken
+    /// as verified, its first session generation open.
+    pub fn active(
+        id: UserId,
+        tenant: TenantId,
+        email: Email,
+        role: Role,
+        password_hash: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            status: UserStatus::Active,
+            email_verified: true,
+            session_version: 1,
+            password_hash,
+            ..Self::invited(id, tenant, email, role, now)
+        }
+    }
+
+    /// What `hash` means against this user's link slot for `purpose`: live, expired, already
+    /// spent, or unknown (never issued, or superseded by a newer link).
+    pub fn link_state(&self, purpose: Purpose, hash: &TokenHash, now: DateTime<Utc>) -> SlotState {
+        let (current, expires_at, spent) = match purpose {
+            Purpose::Invite => (
+                &self.invite_token_hash,
+                self.invite_expires_at,
+                &self.spent_invite_token_hash,
+            ),
+            Purpose::Reset => (
+                &self.reset_token_hash,
+                self.reset_expires_at,
+                &self.spent_reset_token_hash,
+            ),
+            Purpose::Verify => (
+                &self.verify_token_hash,
+                self.verify_expires_at,
+                &self.spent_verify_token_hash,
+            ),
+            Purpose::EmailChange => (
+                &self.email_change_token_hash,
+                self.email_change_expires_at,
+                &self.spent_email_change_token_hash,
+            ),
+        };
+        slot_state(hash, current.as_deref(), expires_at, spent.as_deref(), now)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(crate) struct UserItem {
     #[serde(rename = "PK")]
@@ -431,34 +522,15 @@ mod tests {
     fn user() -> User {
         let t = now();
         User {
-            id: UserId::generate(),
-            tenant: TenantId::parse("acme").unwrap(),
-            email: Email::parse("ada@example.com").unwrap(),
-            role: Role::Member,
-            status: UserStatus::Invited,
-            email_verified: false,
-            created_at: t,
-            updated_at: t,
-            session_version: 0,
-            password_hash: None,
             invite_expires_at: Some(t),
-            last_invite_sent_at: None,
             invite_token_hash: Some("h".into()),
-            spent_invite_token_hash: None,
-            invite_via: None,
-            reset_token_hash: None,
-            reset_expires_at: None,
-            spent_reset_token_hash: None,
-            verify_token_hash: None,
-            verify_expires_at: None,
-            spent_verify_token_hash: None,
-            pending_email: None,
-            email_change_token_hash: None,
-            email_change_expires_at: None,
-            spent_email_change_token_hash: None,
-            last_delivery: None,
-            invited_by: None,
-            import_id: None,
+            ..User::invited(
+                UserId::generate(),
+                TenantId::parse("acme").unwrap(),
+                Email::parse("ada@example.com").unwrap(),
+                Role::Member,
+                t,
+            )
         }
     }
 
@@ -496,5 +568,146 @@ mod tests {
             aws_sdk_dynamodb::types::AttributeValue::S("Not An Email".into()),
         );
         assert!(serde_dynamo::from_item::<_, UserItem>(item).is_err());
+    }
+
+    mod link_state {
+        use super::*;
+        use crate::secrets::Keys;
+        use crate::token::LinkToken;
+        use chrono::Duration;
+
+        const PURPOSES: [Purpose; 4] = [
+            Purpose::Invite,
+            Purpose::Reset,
+            Purpose::Verify,
+            Purpose::EmailChange,
+        ];
+
+        fn keys() -> Keys {
+            Keys::derive(b"0123456789abcdef0123456789abcdef")
+        }
+
+        /// Writes a link into the slot of `purpose` the way the store's writes name it.
+        fn fill(
+            user: &mut User,
+            purpose: Purpose,
+            current: Option<&TokenHash>,
+            spent: Option<&TokenHash>,
+            expires_at: DateTime<Utc>,
+        ) {
+            let current = current.map(|h| h.as_str().to_owned());
+            let spent = spent.map(|h| h.as_str().to_owned());
+            let expires_at = Some(expires_at);
+            match purpose {
+                Purpose::Invite => {
+                    (
+                        user.invite_token_hash,
+                        user.spent_invite_token_hash,
+                        user.invite_expires_at,
+                    ) = (current, spent, expires_at)
+                }
+                Purpose::Reset => {
+                    (
+                        user.reset_token_hash,
+                        user.spent_reset_token_hash,
+                        user.reset_expires_at,
+                    ) = (current, spent, expires_at)
+                }
+                Purpose::Verify => {
+                    (
+                        user.verify_token_hash,
+                        user.spent_verify_token_hash,
+                        user.verify_expires_at,
+                    ) = (current, spent, expires_at)
+                }
+                Purpose::EmailChange => {
+                    (
+                        user.email_change_token_hash,
+                        user.spent_email_change_token_hash,
+                        user.email_change_expires_at,
+                    ) = (current, spent, expires_at)
+                }
+            }
+        }
+
+        #[test]
+        fn each_state_of_a_link_is_told_apart_in_every_slot() {
+            let now = now();
+            let token = LinkToken::generate(&UserId::generate());
+            let newer = LinkToken::generate(token.user_id());
+            for purpose in PURPOSES {
+                let hash = token.hash(&keys(), purpose);
+                let newer = newer.hash(&keys(), purpose);
+                let cases = [
+                    (
+                        "live",
+                        Some(&hash),
+                        None,
+                        now + Duration::hours(1),
+                        SlotState::Live,
+                    ),
+                    ("past its time", Some(&hash), None, now, SlotState::Expired),
+                    (
+                        "spent",
+                        None,
+                        Some(&hash),
+                        now + Duration::hours(1),
+                        SlotState::Used,
+                    ),
+                    (
+                        "superseded",
+                        Some(&newer),
+                        None,
+                        now + Duration::hours(1),
+                        SlotState::Unknown,
+                    ),
+                    (
+                        "never issued",
+                        None,
+                        None,
+                        now + Duration::hours(1),
+                        SlotState::Unknown,
+                    ),
+                ];
+                for (case, current, spent, expires_at, expected) in cases {
+                    let mut holder = user();
+                    fill(&mut holder, purpose, current, spent, expires_at);
+                    assert_eq!(
+                        holder.link_state(purpose, &hash, now),
+                        expected,
+                        "{purpose:?}: {case}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn a_link_is_only_read_against_the_slot_of_its_own_purpose() {
+            let now = now();
+            let token = LinkToken::generate(&UserId::generate());
+            for issued in PURPOSES {
+                let hash = token.hash(&keys(), issued);
+                let mut holder = user();
+                fill(
+                    &mut holder,
+                    issued,
+                    Some(&hash),
+                    None,
+                    now + Duration::hours(1),
+                );
+                for asked in PURPOSES {
+                    let expected = if asked == issued {
+                        SlotState::Live
+                    } else {
+                        SlotState::Unknown
+                    };
+                    assert_eq!(
+                        holder.link_state(asked, &hash, now),
+                        expected,
+                        "issued {issued:?}, asked {asked:?}"
+                    );
+                }
+            }
+        }
     }
 }
