@@ -231,6 +231,14 @@ impl Problem {
         )
     }
 
+    /// A conditional write found the user changed since it was read.
+    pub fn changed_concurrently() -> Self {
+        Self::new(
+            Code::Conflict,
+            "This user changed at the same moment (another admin's change, an accept, a resend or a deletion). Reload the user and try again.",
+        )
+    }
+
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(Code::Forbidden, detail)
     }
@@ -263,6 +271,17 @@ impl From<crate::store::StoreError> for Problem {
     }
 }
 
+/// Routes that can say more of a lost race (a link already spent, the last team_admin) match
+/// `Conflict` themselves; everywhere else the caller is told to reload and retry.
+impl From<crate::store::ConditionalError> for Problem {
+    fn from(err: crate::store::ConditionalError) -> Self {
+        match err {
+            crate::store::ConditionalError::Conflict => Self::changed_concurrently(),
+            crate::store::ConditionalError::Store(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +296,14 @@ mod tests {
         assert_eq!(json["detail"], "Ask again.");
         assert_eq!(json["title"], "The link has expired");
         assert!(json["type"].as_str().unwrap().ends_with("/token_expired"));
+    }
+
+    #[test]
+    fn a_write_that_lost_a_race_asks_for_a_reload_and_a_retry() {
+        let problem = Problem::from(crate::store::ConditionalError::Conflict);
+        assert_eq!(problem.status(), 409);
+        let json: serde_json::Value = serde_json::from_str(&problem.to_json()).unwrap();
+        assert_eq!(json["code"], "conflict");
+        assert!(json["detail"].as_str().unwrap().contains("Reload the user"));
     }
 }

@@ -37,7 +37,7 @@ pub fn issue(
     now: DateTime<Utc>,
     ttl: std::time::Duration,
 ) -> Result<(String, DateTime<Utc>), SessionError> {
-    let exp = now + chrono::Duration::seconds(ttl.as_secs() as i64);
+    let exp = crate::store::items::after(now, ttl);
     let claims = Claims {
         sub: user_id.to_owned(),
         tid: tenant.to_owned(),

@@ -7,15 +7,13 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::auth;
 use crate::domain::UserStatus;
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
-use crate::ops::resend::changed_concurrently;
-use crate::ops::users::load_managed;
+use crate::ops::users::caller_and_target;
 use crate::problem::{Code, Problem};
-use crate::store::items::{now, timestamp};
-use crate::store::{ConditionalError, LinkVia, Reissue};
+use crate::store::items::{after, now, timestamp};
+use crate::store::{LinkVia, Reissue};
 use crate::token::{LinkToken, Purpose};
 
 #[derive(Serialize)]
@@ -31,13 +29,7 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 }
 
 async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
-    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let user = load_managed(
-        app,
-        &caller,
-        &http::path_param(req, "id").unwrap_or_default(),
-    )
-    .await?;
+    let (caller, user) = caller_and_target(app, req).await?;
     if !caller.may_assign(user.role) {
         return Err(Problem::new(
             Code::ForbiddenRole,
@@ -48,7 +40,7 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let token = LinkToken::generate(&user.id);
     let base = app.config.links.for_tenant(&user.tenant);
     let (result, link) = if user.status == UserStatus::Active {
-        let expires_at = now + chrono::Duration::seconds(app.config.reset_ttl.as_secs() as i64);
+        let expires_at = after(now, app.config.reset_ttl);
         let hash = token.hash(&app.keys, Purpose::Reset);
         let audit = super::audit(&caller, "password_reset_link_created", &user, None);
         let result = app
@@ -62,7 +54,7 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         };
         (result, link)
     } else {
-        let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
+        let expires_at = after(now, app.config.invite_ttl);
         let hash = token.hash(&app.keys, Purpose::Invite);
         let change = Reissue {
             hash: &hash,
@@ -84,7 +76,6 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), kind = link.kind, "access link created");
             Ok(http::json(200, &link))
         }
-        Err(ConditionalError::Conflict) => Err(changed_concurrently()),
-        Err(ConditionalError::Store(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -10,16 +10,15 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::domain::{Email, UserStatus};
 use crate::http::{self, HttpResult};
 use crate::mail::{Kind, Mail, Mailer};
 use crate::ops::password::LinkError;
-use crate::ops::resend::changed_concurrently;
 use crate::ops::reset::user_not_active;
-use crate::ops::users::load_managed;
+use crate::ops::users::caller_and_target;
 use crate::problem::{Code, Problem};
-use crate::store::items::now;
+use crate::store::items::{after, now};
 use crate::store::{AuditEvent, ConditionalError, Party, User};
 use crate::token::{LinkToken, Purpose, SlotState};
 
@@ -58,13 +57,7 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 }
 
 async fn managed<M: Mailer>(app: &App<M>, req: &Request) -> Result<(Caller, User), Problem> {
-    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let user = load_managed(
-        app,
-        &caller,
-        &http::path_param(req, "id").unwrap_or_default(),
-    )
-    .await?;
+    let (caller, user) = caller_and_target(app, req).await?;
     if !caller.may_assign(user.role) {
         return Err(Problem::new(
             Code::ForbiddenRole,
@@ -97,23 +90,17 @@ async fn resend_verification<M: Mailer>(app: &App<M>, req: &Request) -> HttpResu
         &format!("At most {limit} verification emails per user per hour."),
     )
     .await?;
-    let expires_at = now() + chrono::Duration::seconds(app.config.verify_ttl.as_secs() as i64);
+    let expires_at = after(now(), app.config.verify_ttl);
     let token = LinkToken::generate(&user.id);
     let audit = super::audit(&caller, "verification_sent", &user, None);
-    match app
-        .store
+    app.store
         .issue_verify(
             &user,
             &token.hash(&app.keys, Purpose::Verify),
             expires_at,
             &audit,
         )
-        .await
-    {
-        Ok(()) => {}
-        Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
-        Err(ConditionalError::Store(e)) => return Err(e.into()),
-    }
+        .await?;
     let tenant = tenant_or_unnamed(app.store.get_tenant(&user.tenant).await?, &user);
     let link = super::page_link(app, &user.tenant, "verify-email", &token);
     let sent = super::deliver(
@@ -157,7 +144,7 @@ async fn request_change<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         &format!("At most {limit} address changes per user per hour."),
     )
     .await?;
-    let expires_at = now() + chrono::Duration::seconds(app.config.verify_ttl.as_secs() as i64);
+    let expires_at = after(now(), app.config.verify_ttl);
     let token = LinkToken::generate(&user.id);
     let audit = super::audit(
         &caller,
@@ -165,8 +152,7 @@ async fn request_change<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         &user,
         Some(format!("to {}", new_email.redacted())),
     );
-    match app
-        .store
+    app.store
         .issue_email_change(
             &user,
             &new_email,
@@ -174,12 +160,7 @@ async fn request_change<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             expires_at,
             &audit,
         )
-        .await
-    {
-        Ok(()) => {}
-        Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
-        Err(ConditionalError::Store(e)) => return Err(e.into()),
-    }
+        .await?;
     let tenant = tenant_or_unnamed(app.store.get_tenant(&user.tenant).await?, &user);
     let link = super::page_link(app, &user.tenant, "verify-email", &token);
     let message = Mail::new(Kind::EmailChange, &new_email, &tenant.name)

@@ -26,7 +26,7 @@ use crate::ops::csv_import;
 use crate::ops::invite::{self, ErrorBody, RowError};
 use crate::problem::{Code, Problem};
 use crate::store::imports::{Counts, Import, ImportStatus, RowErrorEntry};
-use crate::store::items::{now, timestamp};
+use crate::store::items::{after, now, timestamp};
 use crate::uploads::{self, Uploads};
 
 /// The downloadable example file.
@@ -166,7 +166,7 @@ async fn create<M: Mailer>(imports: &Imports<M>, req: &Request) -> HttpResult {
         send_email: body.send_email,
         status: ImportStatus::WaitingForUpload,
         created_at: now,
-        upload_expires_at: now + chrono::Duration::seconds(URL_VALIDITY.as_secs() as i64),
+        upload_expires_at: after(now, URL_VALIDITY),
         finished_at: None,
         counts: Counts::default(),
         errors: Vec::new(),

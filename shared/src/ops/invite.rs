@@ -19,7 +19,7 @@ use crate::events::{Actor, Kind as EventKind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
 use crate::problem::{Code, Problem};
-use crate::store::items::{now, timestamp};
+use crate::store::items::{after, now, timestamp};
 use crate::store::{CreateUserError, LinkVia, Tenant, User};
 use crate::token::{LinkToken, Purpose};
 
@@ -390,7 +390,7 @@ pub fn invited_user<M: Mailer>(
     token: Option<&LinkToken>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> User {
-    let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
+    let expires_at = after(now, app.config.invite_ttl);
     User {
         invite_expires_at: Some(expires_at),
         last_invite_sent_at: token.map(|_| now),

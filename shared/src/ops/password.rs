@@ -16,7 +16,7 @@ use crate::http::{self, HttpResult};
 use crate::mail::{Kind, Mail, Mailer};
 use crate::password;
 use crate::problem::{Code, Problem};
-use crate::store::items::now;
+use crate::store::items::{after, now};
 use crate::token::{LinkToken, Purpose, SlotState};
 
 use super::links::PasswordLink;
@@ -146,7 +146,7 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
         tracing::info!(user_id = %user.id, "self-service reset over the per-user budget");
         return;
     }
-    let expires_at = now() + chrono::Duration::seconds(app.config.reset_ttl.as_secs() as i64);
+    let expires_at = after(now(), app.config.reset_ttl);
     let token = LinkToken::generate(&user.id);
     if let Err(e) = app
         .store

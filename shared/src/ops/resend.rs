@@ -21,10 +21,10 @@ use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::ops::bulk;
 use crate::ops::invite::{ErrorBody, MailReservation, send_invitation, spend_invite_mail};
-use crate::ops::users::load_managed;
+use crate::ops::users::caller_and_target;
 use crate::problem::{Code, Problem};
-use crate::store::items::{now, timestamp};
-use crate::store::{ConditionalError, LinkVia, Reissue, Tenant, User};
+use crate::store::items::{after, now, timestamp};
+use crate::store::{LinkVia, Reissue, Tenant, User};
 use crate::token::{LinkToken, Purpose};
 
 /// Sends per user per hour: enough to recover from a lost mail, too few to flood an inbox.
@@ -45,13 +45,6 @@ pub fn user_active() -> Problem {
     )
 }
 
-pub fn changed_concurrently() -> Problem {
-    Problem::new(
-        Code::Conflict,
-        "The invitation changed at the same moment (another resend, an accept or a deletion). Reload the user and try again.",
-    )
-}
-
 pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
     let result = match http::path_param(&req, "tenant") {
         Some(tenant) => resend_many(app, &req, &tenant).await,
@@ -61,13 +54,7 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 }
 
 async fn resend<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
-    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let user = load_managed(
-        app,
-        &caller,
-        &http::path_param(req, "id").unwrap_or_default(),
-    )
-    .await?;
+    let (caller, user) = caller_and_target(app, req).await?;
     check(&caller, &user)?;
     let tenant = app
         .store
@@ -132,7 +119,7 @@ async fn renew<M: Mailer>(
         return Err(Problem::new(Code::RateLimited, format!("At most {RESENDS_PER_HOUR} invitation emails per user per hour. If the mail is not arriving, hand over an access link instead.")).retry_after(retry));
     }
     let now = now();
-    let expires_at = now + chrono::Duration::seconds(app.config.invite_ttl.as_secs() as i64);
+    let expires_at = after(now, app.config.invite_ttl);
     let token = LinkToken::generate(&user.id);
     let hash = token.hash(&app.keys, Purpose::Invite);
     let change = Reissue {
@@ -142,11 +129,7 @@ async fn renew<M: Mailer>(
         sent_at: Some(now),
     };
     let audit = super::audit(caller, "invitation_resent", user, None);
-    match app.store.reissue_invite(user, &change, &audit).await {
-        Ok(()) => {}
-        Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
-        Err(ConditionalError::Store(e)) => return Err(e.into()),
-    }
+    app.store.reissue_invite(user, &change, &audit).await?;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "invitation resent");
     let (email_sent, email_error) =
         match send_invitation(app, caller, tenant, user, &token, expires_at).await {

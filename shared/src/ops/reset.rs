@@ -4,15 +4,12 @@
 use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
-use crate::auth;
 use crate::domain::UserStatus;
 use crate::http::{self, HttpResult};
 use crate::mail::{Kind, Mail, Mailer};
-use crate::ops::resend::changed_concurrently;
-use crate::ops::users::load_managed;
+use crate::ops::users::caller_and_target;
 use crate::problem::{Code, Problem};
-use crate::store::ConditionalError;
-use crate::store::items::now;
+use crate::store::items::{after, now};
 use crate::token::{LinkToken, Purpose};
 
 pub fn user_not_active() -> Problem {
@@ -27,13 +24,7 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 }
 
 async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
-    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let user = load_managed(
-        app,
-        &caller,
-        &http::path_param(req, "id").unwrap_or_default(),
-    )
-    .await?;
+    let (caller, user) = caller_and_target(app, req).await?;
     if user.status != UserStatus::Active {
         return Err(user_not_active());
     }
@@ -50,23 +41,17 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .get_tenant(&user.tenant)
         .await?
         .ok_or_else(|| Problem::not_found("user"))?;
-    let expires_at = now() + chrono::Duration::seconds(app.config.reset_ttl.as_secs() as i64);
+    let expires_at = after(now(), app.config.reset_ttl);
     let token = LinkToken::generate(&user.id);
     let audit = super::audit(&caller, "password_reset_sent", &user, None);
-    match app
-        .store
+    app.store
         .issue_reset(
             &user,
             &token.hash(&app.keys, Purpose::Reset),
             expires_at,
             Some(&audit),
         )
-        .await
-    {
-        Ok(()) => {}
-        Err(ConditionalError::Conflict) => return Err(changed_concurrently()),
-        Err(ConditionalError::Store(e)) => return Err(e.into()),
-    }
+        .await?;
     let link = super::page_link(app, &user.tenant, "reset-password", &token);
     let sent = super::deliver(
         app,

@@ -141,7 +141,7 @@ async fn explain_conflict<M: Mailer>(app: &App<M>, seen: &User) -> Problem {
             Code::LastTeamAdmin,
             "This is the last active team_admin; appoint another team_admin first.",
         ),
-        Ok(_) => crate::ops::resend::changed_concurrently(),
+        Ok(_) => Problem::changed_concurrently(),
         Err(e) => e.into(),
     }
 }
@@ -269,6 +269,21 @@ pub async fn load_managed<M: Mailer>(
         .ok_or_else(|| Problem::not_found("user"))?;
     caller.require_manager_of(&user.tenant, "user")?;
     Ok(user)
+}
+
+/// The signed-in caller and the user named by the path's `{id}`, whom the caller manages.
+pub async fn caller_and_target<M: Mailer>(
+    app: &App<M>,
+    req: &Request,
+) -> Result<(Caller, User), Problem> {
+    let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
+    let user = load_managed(
+        app,
+        &caller,
+        &http::path_param(req, "id").unwrap_or_default(),
+    )
+    .await?;
+    Ok((caller, user))
 }
 
 async fn get_one<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpResult {

@@ -95,6 +95,12 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
 }
 
+/// `ttl` after `from`, in the whole seconds every stored time has (a link's or an upload's
+/// expiry from its configured lifetime).
+pub fn after(from: DateTime<Utc>, ttl: std::time::Duration) -> DateTime<Utc> {
+    from + chrono::Duration::seconds(ttl.as_secs() as i64)
+}
+
 pub fn encode_cursor(sort_key: &str) -> String {
     b64url(sort_key.as_bytes())
 }
