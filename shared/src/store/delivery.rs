@@ -21,13 +21,8 @@ impl Store {
             .clone()
             .ok_or_else(|| StoreError::build(OPERATION, "an SES outcome needs its seq"))?;
         let value = encode_value(OPERATION, delivery)?;
-        let (pk, sk) = keys::user(id);
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_at(keys::user(id))
             .update_expression("SET #ld = :d")
             .condition_expression(
                 "attribute_exists(PK) AND (#email = :to OR #pending = :to) \

@@ -360,11 +360,7 @@ impl Store {
         let (pk, sk) = keys::import(id);
         let mut set = vec!["#status = :status", "finished_at = :at"];
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_at((pk, sk))
             .condition_expression("lease_owner = :owner")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", av(status.as_str()))
@@ -482,13 +478,8 @@ impl Store {
         error: Option<&str>,
     ) -> Result<bool, StoreError> {
         const OPERATION: &str = "set_row_mail";
-        let (pk, sk) = keys::import_row(import, line);
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_at(keys::import_row(import, line))
             .condition_expression("#outcome.#mail = :from")
             .expression_attribute_names("#outcome", "outcome")
             .expression_attribute_names("#mail", "mail")
@@ -545,12 +536,7 @@ impl Store {
 
     /// An `UpdateItem` of the import's record.
     fn update_import(&self, id: &ImportId) -> UpdateItemFluentBuilder {
-        let (pk, sk) = keys::import(id);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+        self.update_at(keys::import(id))
     }
 
     fn row_item(&self, import: &ImportId, marker: &RowMarker) -> RowItem {

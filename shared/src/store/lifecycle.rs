@@ -256,13 +256,8 @@ impl Store {
         id: &UserId,
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
-        let (pk, sk) = keys::user(id);
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_at(keys::user(id))
             .update_expression("SET #status = :expired, updated_at = :now REMOVE GSI2PK, GSI2SK")
             .condition_expression("#status = :invited AND invite_expires_at <= :now")
             .expression_attribute_names("#status", "status")

@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
@@ -440,6 +441,15 @@ impl Store {
             .map_err(|e| StoreError::build(operation, e))
     }
 
+    /// An `UpdateItem` of the item at `(pk, sk)` (from [`keys`]), for the caller to finish.
+    pub(crate) fn update_at(&self, (pk, sk): (String, String)) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", av(pk))
+            .key("SK", av(sk))
+    }
+
     /// Runs writes as one transaction. A failed condition is [`ConditionalError::Conflict`].
     ///
     /// Two kinds of retry, each for its own reason:
@@ -533,11 +543,7 @@ impl Store {
         } else {
             "SET last_delivery = :d"
         };
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+        self.update_at((pk, sk))
             .update_expression(update)
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":d", value)
@@ -836,13 +842,8 @@ impl Store {
         if cost > limit {
             return Ok(Err(retry_after));
         }
-        let (pk, sk) = keys::rate(key, start);
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_at(keys::rate(key, start))
             .update_expression("ADD hits :cost SET #ttl = :ttl")
             .condition_expression("attribute_not_exists(hits) OR hits <= :max")
             .expression_attribute_names("#ttl", "ttl")
@@ -876,13 +877,8 @@ impl Store {
             return Ok(());
         }
         let (start, _) = window_of(window, at);
-        let (pk, sk) = keys::rate(key, start);
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", av(pk))
-            .key("SK", av(sk))
+            .update_at(keys::rate(key, start))
             .update_expression("ADD hits :back")
             .condition_expression("hits >= :cost")
             .expression_attribute_values(":back", AttributeValue::N(format!("-{cost}")))
