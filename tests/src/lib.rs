@@ -13,13 +13,18 @@ use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "a long enough passphrase";
 
-/// A stack whose tenants may each send `mails` invitation mails an hour (`INVITE_MAIL_PER_HOUR`).
-pub async fn stack_with_mail_budget(mails: u32) -> TestStack {
+/// A stack whose functions get one setting beside the defaults (a short TTL, a small limit).
+pub async fn stack_with(name: &str, value: impl Into<String>) -> TestStack {
     TestStack::builder()
-        .env("INVITE_MAIL_PER_HOUR", mails.to_string())
+        .env(name, value.into())
         .start()
         .await
         .unwrap()
+}
+
+/// A stack whose tenants may each send `mails` invitation mails an hour (`INVITE_MAIL_PER_HOUR`).
+pub async fn stack_with_mail_budget(mails: u32) -> TestStack {
+    stack_with("INVITE_MAIL_PER_HOUR", mails.to_string()).await
 }
 
 /// A response, with the body parsed as JSON when it is JSON.
@@ -160,6 +165,13 @@ impl Api {
     pub async fn admin_token(&self, stack: &TestStack) -> String {
         self.token("admin", stack.admin_email(), stack.admin_password())
             .await
+    }
+
+    /// The bootstrap admin's token and a new customer tenant: where most tests begin.
+    pub async fn admin_and_tenant(&self, stack: &TestStack) -> (String, String) {
+        let admin = self.admin_token(stack).await;
+        let tenant = self.create_tenant(&admin).await;
+        (admin, tenant)
     }
 
     /// Creates a customer tenant with a unique subdomain and returns its id.

@@ -77,11 +77,7 @@ async fn two_concurrent_accepts_of_one_link_let_exactly_one_win() {
 
 #[tokio::test]
 async fn an_expired_invitation_says_to_ask_for_a_new_one() {
-    let stack = TestStack::builder()
-        .env("INVITE_TTL_SECONDS", "1")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("INVITE_TTL_SECONDS", "1").await;
     let api = Api::new(&stack);
     let (_, _, token) = invited(&stack, &api).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;

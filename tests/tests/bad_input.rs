@@ -111,8 +111,7 @@ fn invite_cases() -> Vec<Case> {
 async fn malformed_invite_requests_get_precise_problems_and_write_nothing() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let before = scan_table(&stack).await.len();
 
     api.assert_refused(

@@ -91,8 +91,7 @@ fn s3_event(key: &str) -> Value {
 async fn an_uploaded_file_invites_each_row_once_mails_it_and_reports_every_line() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let ada = unique_email("ada");
     let grace = unique_email("grace");
     let old = unique_email("old");
@@ -166,14 +165,9 @@ async fn an_uploaded_file_invites_each_row_once_mails_it_and_reports_every_line(
 
 #[tokio::test]
 async fn a_file_that_cannot_be_imported_fails_with_a_reason_that_says_what_to_fix() {
-    let stack = TestStack::builder()
-        .env("IMPORT_MAX_BYTES", "200")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("IMPORT_MAX_BYTES", "200").await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let cases: [(&str, Vec<u8>, &str); 5] = [
         (
             "not UTF-8",
@@ -213,8 +207,7 @@ async fn a_file_that_cannot_be_imported_fails_with_a_reason_that_says_what_to_fi
 async fn redelivered_and_concurrent_events_invite_nobody_twice_and_mail_nobody_twice() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let people: Vec<String> = (0..40).map(|i| unique_email(&format!("p{i}"))).collect();
     let file = format!("email\n{}\n", people.join("\n"));
     let (id, url) = start_import(&api, &admin, &tenant, true).await;
@@ -279,8 +272,7 @@ async fn assert_each_announced_once(
 async fn a_second_file_reports_people_the_first_one_invited_as_already_existing() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (a, b, c) = (unique_email("a"), unique_email("b"), unique_email("c"));
     let (first, url) = start_import(&api, &admin, &tenant, false).await;
     upload(&url, format!("email\n{a}\n{b}\n").into_bytes()).await;
@@ -302,8 +294,7 @@ async fn a_second_file_reports_people_the_first_one_invited_as_already_existing(
 async fn a_roster_uploaded_again_gives_back_the_mail_of_people_already_invited() {
     let stack = stack_with_mail_budget(3).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let old = unique_email("old");
     assert_eq!(
         api.invite(&admin, &tenant, json!([{"email": old}]))
@@ -337,8 +328,7 @@ async fn a_roster_uploaded_again_gives_back_the_mail_of_people_already_invited()
 async fn a_user_an_import_invited_names_the_import_and_the_admin_who_started_it() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (by_route, by_file) = (unique_email("route"), unique_email("file"));
     api.invite(&admin, &tenant, json!([{"email": by_route}]))
         .await;
@@ -383,8 +373,7 @@ async fn a_user_an_import_invited_names_the_import_and_the_admin_who_started_it(
 async fn the_people_of_one_import_are_listed_apart_and_by_status() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (a, b, c, other) = (
         unique_email("a"),
         unique_email("b"),
@@ -441,14 +430,9 @@ async fn the_people_of_one_import_are_listed_apart_and_by_status() {
 /// (its reserve is longer than the timeout); the finished import, and the stack that keeps
 /// its report readable.
 async fn import_pausing_after_every_step(file: String) -> (TestStack, Value) {
-    let stack = TestStack::builder()
-        .env("IMPORT_RESERVE_SECONDS", "100000")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("IMPORT_RESERVE_SECONDS", "100000").await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (id, url) = start_import(&api, &admin, &tenant, false).await;
     upload(&url, file.into_bytes()).await;
     let import = finished(&api, &admin, &id).await;
@@ -525,8 +509,7 @@ async fn a_report_whose_upload_was_aborted_between_invocations_is_written_again_
     // finishes the report is still reading when the first part's upload is aborted below.
     proxy.set(FaultPlan::new().always("Query", Fault::Latency(Duration::from_millis(500))));
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (id, url) = start_import(&api, &admin, &tenant, false).await;
 
     upload(&url, two_parts_of_rejected_rows().into_bytes()).await;
@@ -592,8 +575,7 @@ async fn an_import_killed_midway_and_rerun_loses_no_row_and_mails_no_row_twice()
         .await
         .unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let rows = 1_500;
     let people: Vec<String> = (0..rows)
         .map(|i| format!("k{i}-{}", unique_email("y")))
@@ -669,8 +651,7 @@ async fn an_import_killed_before_announcing_a_batch_announces_it_on_the_rerun() 
         .await
         .unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let people: Vec<String> = (0..10).map(|i| unique_email(&format!("e{i}"))).collect();
     let (id, url) = start_import(&api, &admin, &tenant, false).await;
     let key = format!("imports/{tenant}/{id}.csv");

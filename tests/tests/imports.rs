@@ -34,8 +34,7 @@ async fn the_template_downloads_and_previews_as_all_ok() {
     );
     assert_eq!(template.text, TEMPLATE);
 
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let resp = preview(
         &api,
         &admin,
@@ -59,8 +58,7 @@ async fn the_template_downloads_and_previews_as_all_ok() {
 async fn a_messy_real_world_file_gets_exact_per_row_results_and_changes_nothing() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let existing = unique_email("existing");
     let invited = api
         .invite(&admin, &tenant, json!([{"email": existing}]))
@@ -171,8 +169,7 @@ async fn a_messy_real_world_file_gets_exact_per_row_results_and_changes_nothing(
 async fn a_file_with_old_mac_line_endings_previews_one_row_per_line() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (ada, grace) = (unique_email("ada"), unique_email("grace"));
     let file = format!("email,role\r{ada},member\r\r{grace},admin\r");
 
@@ -192,8 +189,7 @@ async fn a_file_with_old_mac_line_endings_previews_one_row_per_line() {
 async fn file_level_failures_get_their_precise_problem() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let mut too_many_rows = String::from("email,role\n");
     for i in 0..5_001 {
         too_many_rows.push_str(&format!("person{i}@example.com,member\n"));
@@ -287,8 +283,7 @@ async fn file_level_failures_get_their_precise_problem() {
 async fn only_managers_of_the_tenant_may_preview() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let other = api.create_tenant(&admin).await;
     let (member_email, _) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
     let member = api.token(&tenant, &member_email, PASSWORD).await;

@@ -21,8 +21,7 @@ fn codes(resp: &Resp) -> Vec<String> {
 async fn each_row_gets_its_own_result_in_request_order() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let existing = unique_email("existing");
     api.invite(&admin, &tenant, json!([{"email": existing}]))
         .await;
@@ -162,14 +161,9 @@ async fn fifty_concurrent_invites_of_one_address_create_exactly_one_account() {
 #[tokio::test]
 async fn an_invitation_refused_by_ses_is_stored_with_the_reason() {
     // moto refuses mail from a sender whose identity was never created.
-    let stack = TestStack::builder()
-        .env("SENDER_EMAIL", "unverified@nowhere.example.com")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("SENDER_EMAIL", "unverified@nowhere.example.com").await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("bounce");
 
     let resp = api.invite(&admin, &tenant, json!([{"email": email}])).await;
@@ -197,8 +191,7 @@ async fn an_invitation_refused_by_ses_is_stored_with_the_reason() {
 async fn inviting_without_email_stores_the_invitation_and_sends_nothing() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("quiet");
 
     let resp = api
@@ -217,8 +210,7 @@ async fn inviting_without_email_stores_the_invitation_and_sends_nothing() {
 async fn rows_that_send_no_mail_give_their_share_of_the_tenant_budget_back() {
     let stack = stack_with_mail_budget(2).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let ada = unique_email("ada");
     assert_eq!(
         api.invite(&admin, &tenant, json!([{"email": ada}]))
@@ -244,8 +236,7 @@ async fn rows_that_send_no_mail_give_their_share_of_the_tenant_budget_back() {
 async fn the_tenant_mail_budget_refuses_a_request_that_would_exceed_it() {
     let stack = stack_with_mail_budget(3).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let rows = |n: usize| {
         json!(
             (0..n)

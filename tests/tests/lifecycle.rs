@@ -27,8 +27,7 @@ async fn a_resend_mails_a_new_link_and_the_old_one_stops_working() {
 async fn resending_to_an_active_user_points_to_a_password_reset() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (_, id) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
 
     let resp = api.resend(&admin, &id).await;
@@ -142,8 +141,7 @@ async fn an_access_link_sends_no_mail_kills_the_mailed_link_and_joins_unverified
 async fn an_access_link_for_an_active_user_is_a_password_reset_link() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (_, id) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
 
     let link = api.access_link(&admin, &id).await;
@@ -161,8 +159,7 @@ async fn an_access_link_for_an_active_user_is_a_password_reset_link() {
 async fn a_role_change_applies_at_once_and_revokes_older_sessions() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (email, id) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
     let before = api.token(&tenant, &email, PASSWORD).await;
 
@@ -273,8 +270,7 @@ async fn deleting_an_invited_user_cancels_the_invitation_and_frees_the_address()
 async fn deleting_an_active_user_ends_their_sessions_at_once() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (email, id) = invite_and_accept(&stack, &api, &admin, &tenant, "admin").await;
     let session = api.token(&tenant, &email, PASSWORD).await;
 

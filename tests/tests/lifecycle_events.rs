@@ -109,11 +109,7 @@ async fn password_resets_publish_requested_and_completed() {
 
 #[tokio::test]
 async fn the_sweep_publishes_one_expired_event_per_invitation_it_expires() {
-    let stack = TestStack::builder()
-        .env("INVITE_TTL_SECONDS", "1")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("INVITE_TTL_SECONDS", "1").await;
     let api = Api::new(&stack);
     let (_, tenant, _, id) = tenant_with_invitee(&stack, &api).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -134,14 +130,9 @@ async fn the_sweep_publishes_one_expired_event_per_invitation_it_expires() {
 
 #[tokio::test]
 async fn a_bus_that_refuses_the_events_never_fails_the_request() {
-    let stack = TestStack::builder()
-        .env("EVENT_BUS_NAME", "no-such-bus")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("EVENT_BUS_NAME", "no-such-bus").await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("unpublished");
 
     let resp = api.invite(&admin, &tenant, json!([{"email": email}])).await;

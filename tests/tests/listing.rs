@@ -33,8 +33,7 @@ async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_s
  {
     let stack = TestStack::builder().instances(4).start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let mut invited = HashSet::new();
     // 250 a request: the cap is 500, but this test is about listing, and a 500-row invite
     // on a loaded 2-core machine with debug builds can near the function's timeout.
@@ -85,8 +84,7 @@ async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_s
 async fn every_list_refuses_a_cursor_it_did_not_hand_out() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let long = "QUFB".repeat(400); // decodes to 1,200 bytes: longer than any sort key
     let bad = ["", "%21%21%21", "bm90IGEga2V5%FF", long.as_str()];
     let lists = [
@@ -196,8 +194,7 @@ async fn email_prefix_finds_this_tenants_users_whose_address_starts_with_it() {
 async fn email_prefix_pages_through_its_matches_and_combines_with_status() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let stem = unique("page");
     let invited: Vec<_> = (0..5).map(|i| format!("{stem}.m{i}@acme.test")).collect();
     invite_quietly(&api, &admin, &tenant, &invited).await;
@@ -258,8 +255,7 @@ async fn email_prefix_pages_through_its_matches_and_combines_with_status() {
 async fn a_cursor_continues_only_the_search_it_came_from() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let stem = unique("cur");
     let emails: Vec<_> = ["a1", "a2", "b1", "b2"]
         .iter()
@@ -301,8 +297,7 @@ async fn a_cursor_continues_only_the_search_it_came_from() {
 async fn email_prefix_refuses_what_no_address_can_start_with() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let too_long = "a".repeat(255);
     let cases = [
         ("empty", ""),
@@ -336,8 +331,7 @@ async fn email_prefix_refuses_what_no_address_can_start_with() {
 async fn email_verified_finds_who_joined_without_proving_their_mailbox() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let (_, by_mail) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
     let by_link = invite_quietly(&api, &admin, &tenant, &[unique_email("link")]).await[0].clone();
     let link = api.access_link(&admin, &by_link).await;
@@ -377,8 +371,7 @@ async fn email_verified_finds_who_joined_without_proving_their_mailbox() {
 async fn the_status_filter_matches_the_state_the_list_shows_even_before_the_sweep() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let ids = invite_quietly(
         &api,
         &admin,
@@ -419,8 +412,7 @@ async fn the_status_filter_matches_the_state_the_list_shows_even_before_the_swee
 async fn the_status_filter_refuses_an_unknown_state_among_several() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
 
     for query in [
         "status=",

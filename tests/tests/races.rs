@@ -56,11 +56,7 @@ async fn after_two_concurrent_resends_exactly_one_link_survives() {
 
 #[tokio::test]
 async fn the_sweep_expires_due_invitations_once_and_accepting_then_says_expired() {
-    let stack = TestStack::builder()
-        .env("INVITE_TTL_SECONDS", "1")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("INVITE_TTL_SECONDS", "1").await;
     let api = Api::new(&stack);
     let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
     let token = mailed_tokens(&stack, &email, "accept-invite")
@@ -133,8 +129,7 @@ async fn a_sweep_racing_resends_never_expires_a_fresh_invitation() {
         .await
         .unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let rows: Vec<_> = (0..12)
         .map(|_| json!({"email": unique_email("sw")}))
         .collect();

@@ -72,11 +72,7 @@ async fn a_weak_new_password_is_refused_without_spending_the_link() {
 
 #[tokio::test]
 async fn an_expired_reset_link_says_to_ask_again() {
-    let stack = TestStack::builder()
-        .env("RESET_TTL_SECONDS", "1")
-        .start()
-        .await
-        .unwrap();
+    let stack = stack_with("RESET_TTL_SECONDS", "1").await;
     let api = Api::new(&stack);
     let (admin, _, email, id) = tenant_with_active_user(&stack, &api).await;
     api.admin_reset(&admin, &id).await;

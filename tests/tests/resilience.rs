@@ -178,8 +178,7 @@ fn rows<S: AsRef<str>>(emails: &[S]) -> Value {
 async fn a_few_throttled_requests_are_absorbed_by_the_sdk_retries() {
     let (stack, proxy) = stack(&[]).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("throttled");
 
     proxy.reset_counts();
@@ -217,8 +216,7 @@ async fn a_few_throttled_requests_are_absorbed_by_the_sdk_retries() {
 async fn invite_rows_while_every_transaction_fails(fault: Fault) {
     let (stack, proxy) = stack(FEW_ATTEMPTS).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let emails = [unique_email("down-a"), unique_email("down-b")];
 
     proxy.reset_counts();
@@ -285,8 +283,7 @@ async fn persistent_500s_on_the_invite_transaction_reject_each_row_as_service_un
 async fn a_store_outage_before_the_rows_fails_the_whole_invite_with_503_and_retry_after() {
     let (stack, proxy) = stack(FEW_ATTEMPTS).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("outage");
 
     // Reading the caller (authentication) and the tenant.
@@ -310,8 +307,7 @@ async fn a_store_outage_before_the_rows_fails_the_whole_invite_with_503_and_retr
 async fn a_bulk_resend_whose_renewals_fail_rejects_each_row_and_the_old_links_still_work() {
     let (stack, proxy) = stack(FEW_ATTEMPTS).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let emails = [unique_email("chase-a"), unique_email("chase-b")];
     let invited = api.invite(&admin, &tenant, rows(&emails)).await;
     let ids: Vec<&str> = invited.json["results"]
@@ -503,8 +499,7 @@ async fn a_failed_sign_in_makes_the_same_requests_whether_or_not_the_address_has
 async fn latency_of_200_ms_on_every_request_slows_the_service_but_breaks_nothing() {
     let (stack, proxy) = stack(&[]).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let emails = [unique_email("slow-a"), unique_email("slow-b")];
 
     proxy.reset_counts();
@@ -549,8 +544,7 @@ async fn latency_of_200_ms_on_every_request_slows_the_service_but_breaks_nothing
 async fn random_throttling_and_dropped_connections_never_leave_a_half_written_account() {
     let (stack, proxy) = stack(FEW_ATTEMPTS).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let emails: Vec<String> = (0..8).map(|i| unique_email(&format!("chaos{i}"))).collect();
 
     proxy.set(
@@ -600,8 +594,7 @@ async fn random_throttling_and_dropped_connections_never_leave_a_half_written_ac
 async fn an_invite_whose_transaction_answer_is_lost_is_still_reported_as_invited() {
     let (stack, proxy) = stack(&[]).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("lost");
 
     proxy.reset_counts();
@@ -652,8 +645,7 @@ fn lost_after_the_sdk_gave_up() -> FaultPlan {
 async fn an_invite_applied_after_the_sdk_gave_up_is_reported_as_invited_and_mailed() {
     let (stack, proxy) = stack(FEW_ATTEMPTS).await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("lost-late");
 
     proxy.set(lost_after_the_sdk_gave_up());
@@ -758,8 +750,7 @@ fn assert_ses_was_reached(proxy: &FaultProxy, outage: SesOutage) {
 async fn invitation_during_an_ses_outage_is_stored_and_resent_after_it(outage: SesOutage) {
     let (stack, proxy) = ses_stack().await;
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("ses-invite");
 
     proxy.reset_counts();

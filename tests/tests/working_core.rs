@@ -8,9 +8,7 @@ use serde_json::json;
 async fn an_invitee_follows_the_mailed_link_sets_a_password_and_signs_in_to_that_tenant_only() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let listed = api.get("/v1/tenants", Some(&admin)).await;
     assert!(
         listed.json["tenants"]
@@ -83,8 +81,7 @@ async fn an_invitee_follows_the_mailed_link_sets_a_password_and_signs_in_to_that
 async fn the_accept_page_spends_nothing_when_opened_or_headed() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("page");
     api.invite(&admin, &tenant, json!([{"email": email, "role": "member"}]))
         .await;
@@ -131,8 +128,7 @@ async fn the_accept_page_is_self_contained_and_locked_down() {
 async fn the_table_holds_no_raw_token_and_no_password_after_the_journey() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
-    let admin = api.admin_token(&stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
     let email = unique_email("scan");
     api.invite(&admin, &tenant, json!([{"email": email}])).await;
     let (_, token) = mailed_link(&stack, &email, "accept-invite").await.unwrap();
