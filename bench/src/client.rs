@@ -107,6 +107,26 @@ impl Client {
         )
         .await
     }
+
+    /// A session token of the stack's bootstrap admin.
+    pub async fn admin_token(&self, stack: &latchkey_local::TestStack) -> Result<String> {
+        self.sign_in("admin", stack.admin_email(), stack.admin_password())
+            .await?
+            .expect(200, "sign-in")?
+            .str("/token")
+    }
+
+    /// Creates a customer tenant called `name`, on a subdomain no earlier run used: its id.
+    pub async fn create_tenant(&self, admin: &str, name: &str) -> Result<String> {
+        self.post(
+            "/v1/tenants",
+            Some(admin),
+            &json!({"name": name, "subdomain": unique(&name.to_lowercase())}),
+        )
+        .await?
+        .expect(201, "create tenant")?
+        .str("/id")
+    }
 }
 
 /// A name no earlier run used (the emulators outlive nothing, but tables are shared).

@@ -163,22 +163,8 @@ fn render(figures: &[Figures], pending: &[usize]) -> String {
 
 async fn import(ctx: &Ctx, stack: &latchkey_local::TestStack, rows: usize) -> Result<Figures> {
     let api = Client::new(stack.url());
-    let sign_in = || async {
-        api.sign_in("admin", stack.admin_email(), stack.admin_password())
-            .await?
-            .expect(200, "sign-in")?
-            .str("/token")
-    };
-    let mut admin = sign_in().await?;
-    let tenant = api
-        .post(
-            "/v1/tenants",
-            Some(&admin),
-            &json!({"name": "Bulk", "subdomain": unique("bulk")}),
-        )
-        .await?
-        .expect(201, "create tenant")?
-        .str("/id")?;
+    let mut admin = api.admin_token(stack).await?;
+    let tenant = api.create_tenant(&admin, "Bulk").await?;
     let run = unique("r");
     let mut file = String::with_capacity(rows * 40 + 16);
     file.push_str("email,role\n");
@@ -217,7 +203,7 @@ async fn import(ctx: &Ctx, stack: &latchkey_local::TestStack, rows: usize) -> Re
         if resp.status == 401 {
             // A large import outlasts the admin's session (SESSION_TTL_SECONDS, an hour by
             // default): sign in again, as the admin watching it would.
-            admin = sign_in().await?;
+            admin = api.admin_token(stack).await?;
             resp = api.get(&format!("/v1/imports/{id}"), Some(&admin)).await?;
         }
         let status = resp

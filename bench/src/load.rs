@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::client::{Client, unique, unique_email};
+use crate::client::{Client, unique_email};
 use crate::ctx::Ctx;
 
 /// A positive number from the environment, or `default`.
@@ -96,20 +96,8 @@ async fn load(
         stack.admin_email().to_owned(),
         stack.admin_password().to_owned(),
     );
-    let admin = api
-        .sign_in("admin", &email, &password)
-        .await?
-        .expect(200, "sign-in")?
-        .str("/token")?;
-    let tenant = api
-        .post(
-            "/v1/tenants",
-            Some(&admin),
-            &json!({"name": "Load", "subdomain": unique("load")}),
-        )
-        .await?
-        .expect(201, "create tenant")?
-        .str("/id")?;
+    let admin = api.admin_token(stack).await?;
+    let tenant = api.create_tenant(&admin, "Load").await?;
     let path = format!("/v1/tenants/{tenant}/invitations");
     let invites = drive("invitations (1 row each)", n, concurrency, {
         let api = api.clone();

@@ -480,20 +480,8 @@ async fn flows(
 
 async fn sweep(rec: &mut Recorder<'_>, ctx: &Ctx, stack: &latchkey_local::TestStack) -> Result<()> {
     let api = Client::new(stack.url());
-    let admin = api
-        .sign_in("admin", stack.admin_email(), stack.admin_password())
-        .await?
-        .expect(200, "sign-in")?
-        .str("/token")?;
-    let tenant = api
-        .post(
-            "/v1/tenants",
-            Some(&admin),
-            &json!({"name": "Sweep", "subdomain": unique("sweep")}),
-        )
-        .await?
-        .expect(201, "create tenant")?
-        .str("/id")?;
+    let admin = api.admin_token(stack).await?;
+    let tenant = api.create_tenant(&admin, "Sweep").await?;
     let rows: Vec<Value> = (0..EXPIRED_N)
         .map(|_| json!({"email": unique_email("late"), "role": "member"}))
         .collect();
