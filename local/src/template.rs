@@ -37,6 +37,9 @@ pub struct FunctionSpec {
     /// Literal `Environment.Variables` of `Globals` and the function (e.g. `RUST_LOG: info`);
     /// values given by `!Ref` or `!Sub` are left out: the local stack provides those.
     pub environment: Vec<(String, String)>,
+    /// The IAM actions its inline `Policies` allow (`dynamodb:GetItem`, `ses:SendEmail`...),
+    /// in template order: what its role may call, so what its binary may link a client for.
+    pub actions: Vec<String>,
 }
 
 /// One `HttpApi` event of a function.
@@ -239,7 +242,29 @@ fn parse_function(id: &str, resource: &Value, globals: Option<&Value>) -> Result
         s3_events,
         timeout: timeout.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT),
         environment,
+        actions: properties.map(allowed_actions).unwrap_or_default(),
     })
+}
+
+/// The `Action`s (one or a list) of every `Allow` statement of the inline `Policies`.
+fn allowed_actions(properties: &Value) -> Vec<String> {
+    let statements = seq_at(properties, "Policies")
+        .into_iter()
+        .flatten()
+        .filter_map(|policy| seq_at(policy, "Statement"))
+        .flatten()
+        .filter(|statement| str_at(statement, "Effect") == Some("Allow"));
+    let mut actions = Vec::new();
+    for statement in statements {
+        match get(statement, "Action") {
+            Some(Value::String(one)) => actions.push(one.clone()),
+            Some(Value::Sequence(many)) => {
+                actions.extend(many.iter().filter_map(|a| a.as_str().map(str::to_owned)))
+            }
+            _ => {}
+        }
+    }
+    actions
 }
 
 /// An `S3` event: its `Events` (one or a list) and its key filter rules.
@@ -523,6 +548,18 @@ Resources:
         assert!(t.table.is_some(), "it has the table");
         assert!(t.function("bootstrap").is_some_and(|f| f.routes.is_empty()));
         assert!(t.functions.iter().any(|f| !f.routes.is_empty()));
+    }
+
+    #[test]
+    fn the_actions_of_allow_statements_are_read_and_deny_statements_are_not() {
+        let t = Template::parse(
+            "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildProperties:\n        Binary: f\n    Properties:\n      Policies:\n        - Version: \"2012-10-17\"\n          Statement:\n            - Effect: Allow\n              Action: [dynamodb:GetItem, dynamodb:Query]\n              Resource: !GetAtt Table.Arn\n            - Effect: Deny\n              Action: s3:DeleteObject\n              Resource: \"*\"\n            - Effect: Allow\n              Action: ses:SendEmail\n              Resource: \"*\"\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            t.functions[0].actions,
+            ["dynamodb:GetItem", "dynamodb:Query", "ses:SendEmail"]
+        );
     }
 
     #[test]
