@@ -15,8 +15,8 @@ use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::config::{Config, ConfigError};
-use crate::events::{EventBridgePublisher, EventPublisher};
-use crate::mail::{Mailer, SesMailer};
+use crate::events::{EventBridgePublisher, EventPublisher, NoEvents};
+use crate::mail::{Mailer, NoMail, SesMailer};
 use crate::secrets::{Keys, SecretError};
 use crate::store::Store;
 
@@ -46,9 +46,48 @@ pub enum InitError {
 /// that waits as told always gets a fresh attempt.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-impl App<SesMailer> {
-    /// Builds the clients and fetches the signing secret: one network round trip.
-    pub async fn connect(config: Config, sdk: &SdkConfig) -> Result<Self, InitError> {
+/// A client a function may hold besides the table and the signing secret, built from the
+/// SDK configuration once per instance. Each function's `main` names the ones its IAM role
+/// allows (`infra/template.yaml`): a client it may not use is not built, and so not linked.
+pub trait Connect: Sized {
+    fn connect(config: &Config, sdk: &SdkConfig) -> Self;
+}
+
+impl Connect for SesMailer {
+    fn connect(config: &Config, sdk: &SdkConfig) -> Self {
+        SesMailer::new(aws_sdk_sesv2::Client::new(sdk), config.sender_email.clone())
+            .with_configuration_set(config.ses_configuration_set.clone())
+    }
+}
+
+impl Connect for NoMail {
+    fn connect(_: &Config, _: &SdkConfig) -> Self {
+        NoMail
+    }
+}
+
+impl Connect for EventBridgePublisher {
+    fn connect(config: &Config, sdk: &SdkConfig) -> Self {
+        EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            config.event_bus.clone(),
+        )
+    }
+}
+
+impl Connect for NoEvents {
+    fn connect(_: &Config, _: &SdkConfig) -> Self {
+        NoEvents
+    }
+}
+
+impl<M: Mailer + Connect> App<M> {
+    /// Builds the table client, mail through `M` and events through `E`, and fetches the
+    /// signing secret: one network round trip.
+    pub async fn connect<E>(config: Config, sdk: &SdkConfig) -> Result<Self, InitError>
+    where
+        E: EventPublisher + Connect + 'static,
+    {
         let keys = Keys::fetch(
             &aws_sdk_secretsmanager::Client::new(sdk),
             &config.jwt_secret_arn,
@@ -58,25 +97,22 @@ impl App<SesMailer> {
             aws_sdk_dynamodb::Client::new(sdk),
             config.table_name.clone(),
         );
-        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(sdk), config.sender_email.clone())
-            .with_configuration_set(config.ses_configuration_set.clone());
-        let events = Box::new(EventBridgePublisher::new(
-            aws_sdk_eventbridge::Client::new(sdk),
-            config.event_bus.clone(),
-        ));
         Ok(Self {
+            mailer: M::connect(&config, sdk),
+            events: Box::new(E::connect(&config, sdk)),
             config,
             store,
-            mailer,
             keys,
-            events,
         })
     }
 
     /// [`Self::connect`] with the SDK configuration of the environment.
-    pub async fn build(config: Config) -> Result<Self, InitError> {
+    pub async fn build<E>(config: Config) -> Result<Self, InitError>
+    where
+        E: EventPublisher + Connect + 'static,
+    {
         let sdk = config.aws.sdk_config();
-        Self::connect(config, &sdk).await
+        Self::connect::<E>(config, &sdk).await
     }
 }
 

@@ -260,7 +260,9 @@ impl EventPublisher for EventBridgePublisher {
     }
 }
 
-/// Publishes nothing: for functions that have no events to publish, and for unit tests.
+/// Publishes nothing: for functions whose role may not publish (no `events:PutEvents` in
+/// `infra/template.yaml`; they have no events to publish), so that they link no EventBridge
+/// client, and for unit tests.
 pub struct NoEvents;
 
 impl EventPublisher for NoEvents {

@@ -82,6 +82,20 @@ pub trait Mailer: Send + Sync {
     fn send(&self, mail: &OutgoingMail) -> impl Future<Output = Result<(), MailError>> + Send;
 }
 
+/// The mailer of a function whose role may not send mail (no `ses:SendEmail` in
+/// `infra/template.yaml`). It holds no SES client, so the function's binary links none and
+/// starts sooner. None of those functions' routes sends mail; were one to, it would be
+/// refused here as SES would refuse the role.
+pub struct NoMail;
+
+impl Mailer for NoMail {
+    async fn send(&self, _: &OutgoingMail) -> Result<(), MailError> {
+        Err(MailError::Rejected(
+            "this function is not allowed to send mail".into(),
+        ))
+    }
+}
+
 pub struct SesMailer {
     client: aws_sdk_sesv2::Client,
     from: Email,

@@ -3,13 +3,16 @@
 
 use latchkey::app::{App, Warm, serve_http};
 use latchkey::config::Config;
+use latchkey::events::EventBridgePublisher;
 use latchkey::lambda_http::Error;
+use latchkey::mail::NoMail;
 use latchkey::ops::accept;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
-    let app = Warm::start(move || App::build(config.clone()));
+    // Its role (infra/template.yaml) publishes lifecycle events and sends no mail.
+    let app = Warm::start(move || App::<NoMail>::build::<EventBridgePublisher>(config.clone()));
     serve_http(app, |app, req| Box::pin(accept::handle(app, req))).await
 }

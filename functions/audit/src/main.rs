@@ -3,13 +3,16 @@
 
 use latchkey::app::{App, Warm, serve_http};
 use latchkey::config::Config;
+use latchkey::events::NoEvents;
 use latchkey::lambda_http::Error;
+use latchkey::mail::NoMail;
 use latchkey::ops::audit;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
-    let app = Warm::start(move || App::build(config.clone()));
+    // Its role (infra/template.yaml) sends no mail and publishes no events.
+    let app = Warm::start(move || App::<NoMail>::build::<NoEvents>(config.clone()));
     serve_http(app, |app, req| Box::pin(audit::handle(app, req))).await
 }

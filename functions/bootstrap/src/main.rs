@@ -6,6 +6,8 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::{App, Warm};
 use latchkey::config::Config;
+use latchkey::events::NoEvents;
+use latchkey::mail::NoMail;
 use latchkey::ops::bootstrap::{self, BootstrapAdmin};
 use serde_json::Value;
 
@@ -14,7 +16,8 @@ async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let admin = Arc::new(BootstrapAdmin::from_env()?);
     let config = Config::from_env()?;
-    let app = Warm::start(move || App::build(config.clone()));
+    // Its role (infra/template.yaml) sends no mail and publishes no events.
+    let app = Warm::start(move || App::<NoMail>::build::<NoEvents>(config.clone()));
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| {
         let (app, admin) = (app.clone(), Arc::clone(&admin));
         async move {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use latchkey::app::{App, Warm};
 use latchkey::config::{Config, ImportConfig};
+use latchkey::events::EventBridgePublisher;
+use latchkey::mail::SesMailer;
 use latchkey::ops::csv_import::{self, Continuation, ImportEvent, Importer};
 use latchkey::uploads::Uploads;
 
@@ -15,6 +17,7 @@ async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
     let import_config = ImportConfig::from_env()?;
+    // Its role (infra/template.yaml) sends mail and publishes lifecycle events.
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .map_err(|_| "AWS_LAMBDA_FUNCTION_NAME is not set (the Lambda runtime sets it)")?;
     let importer = Warm::start(move || {
@@ -28,7 +31,7 @@ async fn main() -> Result<(), Error> {
                     client: aws_sdk_lambda::Client::new(&sdk),
                     function_name,
                 }),
-                app: App::connect(config, &sdk).await?,
+                app: App::<SesMailer>::connect::<EventBridgePublisher>(config, &sdk).await?,
                 config: import_config,
             })
         }

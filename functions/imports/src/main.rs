@@ -5,7 +5,9 @@
 
 use latchkey::app::{App, Warm, serve_http};
 use latchkey::config::{Config, ImportConfig};
+use latchkey::events::NoEvents;
 use latchkey::lambda_http::Error;
+use latchkey::mail::NoMail;
 use latchkey::ops::imports::{self, Imports};
 use latchkey::uploads::Uploads;
 
@@ -14,13 +16,14 @@ async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
     let import_config = ImportConfig::from_env()?;
+    // Its role (infra/template.yaml) sends no mail and publishes no events.
     let imports = Warm::start(move || {
         let (config, import_config) = (config.clone(), import_config.clone());
         async move {
             let sdk = config.aws.sdk_config();
             Ok(Imports {
                 uploads: Uploads::new(&sdk, import_config.bucket.clone()),
-                app: App::connect(config, &sdk).await?,
+                app: App::<NoMail>::connect::<NoEvents>(config, &sdk).await?,
                 config: import_config,
             })
         }
