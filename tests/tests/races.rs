@@ -1,7 +1,9 @@
-//! Issue 3's races: resend against accept, resend against resend, sweep against resend.
+//! Races on one invitation: resend against accept, resend against resend, sweep against
+//! resend, delete against accept, sweep against accept.
 
 use latchkey_tests::*;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn of_a_resend_and_an_accept_at_the_same_moment_exactly_one_wins() {
@@ -170,4 +172,123 @@ async fn a_sweep_racing_resends_never_expires_a_fresh_invitation() {
             "a resent invitation was expired by the sweep"
         );
     }
+}
+
+#[tokio::test]
+async fn a_delete_racing_an_accept_leaves_either_an_active_account_or_none() {
+    // An accept that lands first makes an active user, which the delete may then remove: both
+    // may succeed in that order. What may never happen is a claim on the address with no user
+    // behind it, a user without its claim, or a deleted user who can still sign in.
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    // Accepting hashes the password before it writes, so an undelayed delete always lands
+    // first; the delete is held back a little longer each round to fall on every step of it.
+    for round in 0..8 {
+        let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
+        let token = mailed_tokens(&stack, &email, "accept-invite")
+            .await
+            .remove(0);
+        let delete = async {
+            tokio::time::sleep(Duration::from_millis(20 * round)).await;
+            api.delete_user(&admin, &id).await
+        };
+
+        let (accepted, deleted) = tokio::join!(api.accept(&token, PASSWORD), delete);
+
+        let user = api.user(&admin, &id).await;
+        let claims = items_with_prefix(&stack, &format!("EMAIL#{email}")).await;
+        let signed_in = api.sign_in(&tenant, &email, PASSWORD).await.status;
+        match (accepted.status, deleted.status) {
+            (200, 204) | (400, 204) => {
+                user.assert_problem(404, "not_found");
+                assert_eq!(claims, 0, "the deleted user's address stays claimed");
+                assert_eq!(signed_in, 401, "a deleted user signed in");
+            }
+            (200, 409) => {
+                assert_eq!(deleted.code(), "conflict", "{}", deleted.text);
+                assert_eq!(user.json["status"], "active", "{}", user.text);
+                assert_eq!(claims, 1);
+                assert_eq!(signed_in, 200);
+            }
+            other => panic!(
+                "unexpected outcome {other:?}: {} / {}",
+                accepted.text, deleted.text
+            ),
+        }
+        if accepted.status == 400 {
+            assert_eq!(accepted.code(), "token_invalid", "{}", accepted.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_racing_accepts_at_the_deadline_expires_only_those_not_accepted() {
+    let stack = TestStack::builder()
+        .instances(4)
+        .env("INVITE_TTL_SECONDS", "5")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
+    let emails: Vec<String> = (0..8).map(|_| unique_email("dl")).collect();
+    let rows: Vec<_> = emails.iter().map(|e| json!({"email": e})).collect();
+    // The deadline is at least 5 s after this instant, and not much more.
+    let asked = Instant::now();
+    let invited = api.invite(&admin, &tenant, json!(rows)).await;
+    let ids: Vec<String> = invited.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut tokens = Vec::new();
+    for email in &emails {
+        tokens.push(
+            mailed_tokens(&stack, email, "accept-invite")
+                .await
+                .remove(0),
+        );
+    }
+    // The accepts straddle the deadline, 150 ms apart, with the sweep among them.
+    tokio::time::sleep_until((asked + Duration::from_millis(4500)).into()).await;
+
+    let accepts = futures::future::join_all(tokens.iter().enumerate().map(|(i, token)| {
+        let api = &api;
+        async move {
+            tokio::time::sleep(Duration::from_millis(150 * i as u64)).await;
+            api.accept(token, PASSWORD).await
+        }
+    }));
+    let sweep = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stack.invoke("expiry-sweep", json!({})).await
+    };
+    let (accepted, swept) = tokio::join!(accepts, sweep);
+    swept.unwrap();
+    // Whatever the first sweep found not yet due, a second one finds due.
+    stack.invoke("expiry-sweep", json!({})).await.unwrap();
+
+    for (id, resp) in ids.iter().zip(&accepted) {
+        let status = api.user(&admin, id).await.json["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        match resp.status {
+            200 => assert_eq!(status, "active", "an accepted invitation was swept"),
+            410 => {
+                assert_eq!(resp.code(), "token_expired", "{}", resp.text);
+                assert_eq!(status, "expired", "a refused accept left {status}");
+            }
+            other => panic!("accept answered {other}: {}", resp.text),
+        }
+    }
+    let mut claims = Vec::new();
+    for email in &emails {
+        claims.push(items_with_prefix(&stack, &format!("EMAIL#{email}")).await);
+    }
+    assert!(
+        claims.iter().all(|c| *c == 1),
+        "each address stays claimed, by an account or by its expired invitation: {claims:?}"
+    );
 }
