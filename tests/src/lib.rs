@@ -41,6 +41,16 @@ impl Resp {
         self.json["code"].as_str().unwrap_or("")
     }
 
+    /// The `user_id` of each row of an invite's `results`; panics on a row without one.
+    pub fn user_ids(&self) -> Vec<String> {
+        self.json["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no results: {}", self.text))
+            .iter()
+            .map(|r| r["user_id"].as_str().expect("invited").to_owned())
+            .collect()
+    }
+
     pub fn content_type(&self) -> &str {
         self.headers
             .get("content-type")
@@ -379,6 +389,37 @@ pub async fn mailed_tokens(stack: &TestStack, to: &str, page: &str) -> Vec<Strin
         .filter_map(|m| link_in(&m.text, page))
         .map(|(_, t)| t)
         .collect()
+}
+
+/// The invitation token first mailed to `to`.
+pub async fn first_invitation_token(stack: &TestStack, to: &str) -> String {
+    mailed_tokens(stack, to, "accept-invite")
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no invitation was mailed to {to}"))
+}
+
+/// A tenant with `n` people invited by mail; returns (admin token, tenant, [(email, id)]).
+pub async fn tenant_with_invitees(
+    stack: &TestStack,
+    api: &Api,
+    n: usize,
+) -> (String, String, Vec<(String, String)>) {
+    let admin = api.admin_token(stack).await;
+    let tenant = api.create_tenant(&admin).await;
+    let rows: Vec<Value> = (0..n)
+        .map(|_| json!({"email": unique_email("chase")}))
+        .collect();
+    let resp = api.invite(&admin, &tenant, Value::from(rows)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let emails = resp.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["email"].as_str().unwrap().to_owned());
+    let people = emails.zip(resp.user_ids()).collect();
+    (admin, tenant, people)
 }
 
 /// A tenant with one invited user; returns (admin token, tenant, email, user id).

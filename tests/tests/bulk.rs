@@ -6,34 +6,7 @@
 const ACTIONS: [&str; 2] = ["resend", "cancel"];
 
 use latchkey_tests::*;
-use serde_json::{Value, json};
-
-/// A tenant with `n` people invited by mail; returns (admin token, tenant, [(email, id)]).
-async fn tenant_with_invitees(
-    stack: &TestStack,
-    api: &Api,
-    n: usize,
-) -> (String, String, Vec<(String, String)>) {
-    let admin = api.admin_token(stack).await;
-    let tenant = api.create_tenant(&admin).await;
-    let rows: Vec<Value> = (0..n)
-        .map(|_| json!({"email": unique_email("chase")}))
-        .collect();
-    let resp = api.invite(&admin, &tenant, json!(rows)).await;
-    assert_eq!(resp.status, 200, "{}", resp.text);
-    let people = resp.json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["email"].as_str().unwrap().to_owned(),
-                r["user_id"].as_str().expect("invited").to_owned(),
-            )
-        })
-        .collect();
-    (admin, tenant, people)
-}
+use serde_json::json;
 
 /// Each result's `status`, and its error code where it was rejected.
 fn outcomes(resp: &Resp) -> Vec<(String, Option<String>)> {

@@ -49,13 +49,7 @@ async fn two_thousand_users_page_through_without_gaps_or_repeats_and_filter_by_s
             )
             .await;
         assert_eq!(resp.status, 200, "{}", resp.text);
-        invited.extend(
-            resp.json["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["user_id"].as_str().expect("invited").to_owned()),
-        );
+        invited.extend(resp.user_ids());
     }
     let (_, active) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
 
@@ -120,12 +114,7 @@ async fn invite_quietly(api: &Api, token: &str, tenant: &str, emails: &[String])
         )
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text);
-    resp.json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["user_id"].as_str().expect("invited").to_owned())
-        .collect()
+    resp.user_ids()
 }
 
 fn emails_of(page: &Resp) -> Vec<String> {

@@ -11,9 +11,7 @@ async fn of_a_resend_and_an_accept_at_the_same_moment_exactly_one_wins() {
     let api = Api::new(&stack);
     for _ in 0..5 {
         let (admin, _, email, id) = tenant_with_invitee(&stack, &api).await;
-        let token = mailed_tokens(&stack, &email, "accept-invite")
-            .await
-            .remove(0);
+        let token = first_invitation_token(&stack, &email).await;
 
         let (accepted, resent) =
             tokio::join!(api.accept(&token, PASSWORD), api.resend(&admin, &id));
@@ -61,9 +59,7 @@ async fn the_sweep_expires_due_invitations_once_and_accepting_then_says_expired(
     let stack = stack_with("INVITE_TTL_SECONDS", "1").await;
     let api = Api::new(&stack);
     let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
-    let token = mailed_tokens(&stack, &email, "accept-invite")
-        .await
-        .remove(0);
+    let token = first_invitation_token(&stack, &email).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
 
     let report = stack.invoke("expiry-sweep", json!({})).await.unwrap();
@@ -131,18 +127,9 @@ async fn a_sweep_racing_resends_never_expires_a_fresh_invitation() {
         .await
         .unwrap();
     let api = Api::new(&stack);
-    let (admin, tenant) = api.admin_and_tenant(&stack).await;
-    let rows: Vec<_> = (0..12)
-        .map(|_| json!({"email": unique_email("sw")}))
-        .collect();
-    let invited = api.invite(&admin, &tenant, json!(rows)).await;
-    let ids: Vec<String> = invited.json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["user_id"].as_str().unwrap().to_owned())
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
+    let (admin, _, people) = tenant_with_invitees(&stack, &api, 12).await;
+    let ids: Vec<&String> = people.iter().map(|(_, id)| id).collect();
+    tokio::time::sleep(Duration::from_millis(4100)).await;
 
     let resends = futures::future::join_all(ids.iter().map(|id| api.resend(&admin, id)));
     let (resent, sweep) = tokio::join!(resends, stack.invoke("expiry-sweep", json!({})));
@@ -185,9 +172,7 @@ async fn a_delete_racing_an_accept_leaves_either_an_active_account_or_none() {
     // first; the delete is held back a little longer each round to fall on every step of it.
     for round in 0..8 {
         let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
-        let token = mailed_tokens(&stack, &email, "accept-invite")
-            .await
-            .remove(0);
+        let token = first_invitation_token(&stack, &email).await;
         let delete = async {
             tokio::time::sleep(Duration::from_millis(20 * round)).await;
             api.delete_user(&admin, &id).await
@@ -230,25 +215,12 @@ async fn a_sweep_racing_accepts_at_the_deadline_expires_only_those_not_accepted(
         .await
         .unwrap();
     let api = Api::new(&stack);
-    let (admin, tenant) = api.admin_and_tenant(&stack).await;
-    let emails: Vec<String> = (0..8).map(|_| unique_email("dl")).collect();
-    let rows: Vec<_> = emails.iter().map(|e| json!({"email": e})).collect();
     // The deadline is at least 5 s after this instant, and not much more.
     let asked = Instant::now();
-    let invited = api.invite(&admin, &tenant, json!(rows)).await;
-    let ids: Vec<String> = invited.json["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["user_id"].as_str().unwrap().to_owned())
-        .collect();
+    let (admin, _, people) = tenant_with_invitees(&stack, &api, 8).await;
     let mut tokens = Vec::new();
-    for email in &emails {
-        tokens.push(
-            mailed_tokens(&stack, email, "accept-invite")
-                .await
-                .remove(0),
-        );
+    for (email, _) in &people {
+        tokens.push(first_invitation_token(&stack, email).await);
     }
     // The accepts straddle the deadline, 150 ms apart, with the sweep among them.
     tokio::time::sleep_until((asked + Duration::from_millis(4500)).into()).await;
@@ -269,7 +241,7 @@ async fn a_sweep_racing_accepts_at_the_deadline_expires_only_those_not_accepted(
     // Whatever the first sweep found not yet due, a second one finds due.
     stack.invoke("expiry-sweep", json!({})).await.unwrap();
 
-    for (id, resp) in ids.iter().zip(&accepted) {
+    for ((_, id), resp) in people.iter().zip(&accepted) {
         let status = api.user(&admin, id).await.json["status"]
             .as_str()
             .unwrap()
@@ -284,7 +256,7 @@ async fn a_sweep_racing_accepts_at_the_deadline_expires_only_those_not_accepted(
         }
     }
     let mut claims = Vec::new();
-    for email in &emails {
+    for (email, _) in &people {
         claims.push(items_with_prefix(&stack, &format!("EMAIL#{email}")).await);
     }
     assert!(
