@@ -17,7 +17,6 @@ async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
     let import_config = ImportConfig::from_env()?;
-    // Its role (infra/template.yaml) sends mail and publishes lifecycle events.
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .map_err(|_| "AWS_LAMBDA_FUNCTION_NAME is not set (the Lambda runtime sets it)")?;
     let importer = Warm::start(move || {
@@ -31,6 +30,7 @@ async fn main() -> Result<(), Error> {
                     client: aws_sdk_lambda::Client::new(&sdk),
                     function_name,
                 }),
+                // Its role (infra/template.yaml) sends mail and publishes lifecycle events.
                 app: App::<SesMailer>::connect::<EventBridgePublisher>(config, &sdk).await?,
                 config: import_config,
             })
