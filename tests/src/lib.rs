@@ -406,8 +406,7 @@ pub async fn tenant_with_invitees(
     api: &Api,
     n: usize,
 ) -> (String, String, Vec<(String, String)>) {
-    let admin = api.admin_token(stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(stack).await;
     let rows: Vec<Value> = (0..n)
         .map(|_| json!({"email": unique_email("chase")}))
         .collect();
@@ -424,8 +423,7 @@ pub async fn tenant_with_invitees(
 
 /// A tenant with one invited user; returns (admin token, tenant, email, user id).
 pub async fn tenant_with_invitee(stack: &TestStack, api: &Api) -> (String, String, String, String) {
-    let admin = api.admin_token(stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(stack).await;
     let email = unique_email("inv");
     let resp = api
         .invite(&admin, &tenant, serde_json::json!([{"email": email}]))
@@ -509,8 +507,7 @@ pub async fn tenant_with_active_user(
     stack: &TestStack,
     api: &Api,
 ) -> (String, String, String, String) {
-    let admin = api.admin_token(stack).await;
-    let tenant = api.create_tenant(&admin).await;
+    let (admin, tenant) = api.admin_and_tenant(stack).await;
     let (email, id) = invite_and_accept(stack, api, &admin, &tenant, "member").await;
     (admin, tenant, email, id)
 }

@@ -71,11 +71,7 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         };
         (result, link)
     };
-    match result {
-        Ok(()) => {
-            tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), kind = link.kind, "access link created");
-            Ok(http::json(200, &link))
-        }
-        Err(e) => Err(e.into()),
-    }
+    result?;
+    tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), kind = link.kind, "access link created");
+    Ok(http::json(200, &link))
 }
