@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{BinDir, logs, start};
+use common::{BinDir, echo_stack, logs, start};
 use latchkey_local::Gateway;
 use serde_json::{Value, json};
 
@@ -30,9 +30,7 @@ async fn seen(response: reqwest::Response) -> Value {
 
 #[tokio::test]
 async fn routes_like_api_gateway_and_sends_v2_events() {
-    logs();
-    let bins = BinDir::all();
-    let gateway = start("template.yaml", &bins, 1).await;
+    let gateway = echo_stack(1).await;
     let url = gateway.url();
     let http = client();
 
@@ -222,9 +220,7 @@ async fn seen_event(http: &reqwest::Client, url: &str) -> Value {
 
 #[tokio::test]
 async fn lambda_http_functions_see_the_request_and_set_cookies() {
-    logs();
-    let bins = BinDir::all();
-    let gateway = start("template.yaml", &bins, 1).await;
+    let gateway = echo_stack(1).await;
     let url = gateway.url();
     let http = client();
 
@@ -283,9 +279,7 @@ async fn lambda_http_functions_see_the_request_and_set_cookies() {
 
 #[tokio::test]
 async fn instances_serve_requests_in_parallel() {
-    logs();
-    let bins = BinDir::all();
-    let gateway = start("template.yaml", &bins, 3).await;
+    let gateway = echo_stack(3).await;
     let url = gateway.url();
     let http = client();
     let started = Instant::now();
@@ -400,9 +394,7 @@ async fn a_crashed_instance_fails_its_request_and_is_replaced() {
 
 #[tokio::test]
 async fn an_invocation_past_the_timeout_fails_and_the_instance_is_replaced() {
-    logs();
-    let bins = BinDir::all();
-    let gateway = start("template.yaml", &bins, 1).await;
+    let gateway = echo_stack(1).await;
     let started = Instant::now();
     let error = gateway
         .invoke("slow", json!({"sleep_ms": 5000}))
@@ -456,9 +448,7 @@ async fn start_fails_naming_a_function_that_dies_during_init() {
 
 #[tokio::test]
 async fn the_invoke_api_behaves_like_lambda() {
-    logs();
-    let bins = BinDir::all();
-    let gateway = start("template.yaml", &bins, 1).await;
+    let gateway = echo_stack(1).await;
     let url = gateway.url();
     let http = client();
 
@@ -578,9 +568,7 @@ async fn cargo_lambda_invoke_works_against_the_gateway() {
 
 #[tokio::test]
 async fn dropping_the_gateway_kills_its_processes() {
-    logs();
-    let bins = BinDir::all();
-    let gateway = start("template.yaml", &bins, 1).await;
+    let gateway = echo_stack(1).await;
     let response = client()
         .get(format!("{}/v1/users/a", gateway.url()))
         .send()

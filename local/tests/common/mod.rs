@@ -58,6 +58,31 @@ pub async fn start(template: &str, bins: &BinDir, instances: usize) -> Gateway {
     Gateway::start(config).await.expect("gateway starts")
 }
 
+/// A gateway over the main fixture template, every function the echo binary, with the
+/// stack's logs shown on failure. Derefs to the gateway; the links go when it does.
+pub struct EchoStack {
+    gateway: Gateway,
+    _bins: BinDir,
+}
+
+impl std::ops::Deref for EchoStack {
+    type Target = Gateway;
+
+    fn deref(&self) -> &Gateway {
+        &self.gateway
+    }
+}
+
+pub async fn echo_stack(instances: usize) -> EchoStack {
+    logs();
+    let bins = BinDir::all();
+    let gateway = start("template.yaml", &bins, instances).await;
+    EchoStack {
+        gateway,
+        _bins: bins,
+    }
+}
+
 /// Logs of the stack while a test runs (shown by the test runner on failure).
 pub fn logs() {
     let _ = tracing_subscriber::fmt()
