@@ -13,9 +13,14 @@ fn templates() -> &'static Environment<'static> {
     static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        // Each page extends base.html, which holds the style sheet and the shared script.
+        // Each page extends base.html, which holds the style sheet and the shared script; the
+        // two pages that set a password include the same fields.
         for (name, source) in [
             ("base.html", include_str!("../../templates/pages/base.html")),
+            (
+                "password-fields.html",
+                include_str!("../../templates/pages/password-fields.html"),
+            ),
             (
                 "accept-invite.html",
                 include_str!("../../templates/pages/accept-invite.html"),
@@ -109,7 +114,11 @@ mod tests {
 
     #[test]
     fn every_page_renders_whole_with_the_nonce_in_its_csp() {
-        for path in ["/accept-invite", "/reset-password", "/verify-email"] {
+        for (path, sets_password) in [
+            ("/accept-invite", true),
+            ("/reset-password", true),
+            ("/verify-email", false),
+        ] {
             let resp = get(path);
             assert_eq!(resp.status(), 200, "{path}");
             let Body::Text(html) = resp.body() else {
@@ -136,6 +145,11 @@ mod tests {
             assert!(
                 html.contains("const PAGE = {"),
                 "{path}: the page's own script block is missing"
+            );
+            assert_eq!(
+                html.contains(r#"id="password-confirm""#),
+                sets_password,
+                "{path}: the new-password fields"
             );
         }
     }
