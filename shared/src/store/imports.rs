@@ -199,15 +199,17 @@ impl Store {
                 import: import.clone(),
             },
         )?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await
-            .map_err(|e| StoreError::sdk(OPERATION, e))?;
-        Ok(())
+        if self.put_new(OPERATION, item).await? {
+            Ok(())
+        } else {
+            // Ids are random: a clash is a fault, never a retry.
+            Err(StoreError::Service {
+                operation: OPERATION,
+                code: "ConditionalCheckFailedException".into(),
+                message: "an import with this id exists".into(),
+                transient: false,
+            })
+        }
     }
 
     pub async fn get_import(&self, id: &ImportId) -> Result<Option<Import>, StoreError> {
@@ -438,20 +440,10 @@ impl Store {
     ) -> Result<Option<RowMarker>, StoreError> {
         const OPERATION: &str = "put_rejected_row";
         let item = encode(OPERATION, self.row_item(import, marker))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                self.get_row(import, marker.line).await
-            }
-            Err(e) => Err(StoreError::sdk(OPERATION, e)),
+        if self.put_new(OPERATION, item).await? {
+            Ok(None)
+        } else {
+            self.get_row(import, marker.line).await
         }
     }
 

@@ -441,6 +441,23 @@ impl Store {
             .map_err(|e| StoreError::build(operation, e))
     }
 
+    /// Writes `item` only where no item is yet: `Ok(false)` when one was.
+    pub(crate) async fn put_new(
+        &self,
+        operation: &'static str,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        applied(operation, out)
+    }
+
     /// An `UpdateItem` of the item at `(pk, sk)` (from [`keys`]), for the caller to finish.
     pub(crate) fn update_at(&self, (pk, sk): (String, String)) -> UpdateItemFluentBuilder {
         self.client
@@ -592,16 +609,9 @@ impl Store {
     }
 
     pub async fn create_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
-        let item = encode("create_tenant", TenantItem::new(tenant.clone()))?;
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        applied("create_tenant", out)
+        const OPERATION: &str = "create_tenant";
+        let item = encode(OPERATION, TenantItem::new(tenant.clone()))?;
+        self.put_new(OPERATION, item).await
     }
 
     pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
