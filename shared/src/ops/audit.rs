@@ -7,10 +7,9 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::auth;
-use crate::domain::{TenantId, UserId};
+use crate::domain::UserId;
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
-use crate::problem::Problem;
 use crate::store::items::timestamp;
 use crate::store::{AuditEvent, Party};
 
@@ -62,9 +61,7 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 
 async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let tenant = http::path_param(req, "tenant")
-        .and_then(|t| TenantId::parse(&t).ok())
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::tenant_in_path(req)?;
     caller.require_manager_of(&tenant, "tenant")?;
     let about = http::parsed_query(
         req,
@@ -73,9 +70,7 @@ async fn list<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         "user_id must be the id of a user (the `id` the user list shows).",
     )?;
     let limit = http::page_limit(req)?;
-    if app.store.get_tenant(&tenant).await?.is_none() {
-        return Err(Problem::not_found("tenant"));
-    }
+    super::existing_tenant(app, &tenant).await?;
     let page = app
         .store
         .list_audit(

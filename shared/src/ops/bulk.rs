@@ -108,11 +108,7 @@ pub async fn read<M: Mailer>(
             ),
         ));
     }
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::existing_tenant(app, &tenant).await?;
 
     let ids: Vec<Option<UserId>> = body.user_ids.iter().map(|raw| UserId::parse(raw)).collect();
     let wanted: Vec<UserId> = ids.iter().flatten().cloned().collect();

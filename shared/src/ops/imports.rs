@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::auth;
 use crate::config::ImportConfig;
 use crate::csv_rows::{CsvError, CsvRow, CsvRows};
-use crate::domain::{ImportId, MAX_EMAIL_LEN, TenantId};
+use crate::domain::{ImportId, MAX_EMAIL_LEN};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::ops::csv_import;
@@ -131,16 +131,10 @@ struct Created {
 async fn create<M: Mailer>(imports: &Imports<M>, req: &Request) -> HttpResult {
     let app = &imports.app;
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let tenant = http::path_param(req, "tenant")
-        .and_then(|t| TenantId::parse(&t).ok())
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::tenant_in_path(req)?;
     caller.require_manager_of(&tenant, "tenant")?;
     let body: CreateRequest = http::json_body(req)?;
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::existing_tenant(app, &tenant).await?;
     let now = now();
     if let Err(retry_after) = app
         .store
@@ -290,16 +284,10 @@ fn template() -> Response<Body> {
 
 async fn preview<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let tenant = http::path_param(req, "tenant")
-        .and_then(|t| TenantId::parse(&t).ok())
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::tenant_in_path(req)?;
     caller.require_manager_of(&tenant, "tenant")?;
     let body = csv_body(req)?;
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::existing_tenant(app, &tenant).await?;
 
     let mut seen = HashSet::new();
     let mut checked = Vec::new();

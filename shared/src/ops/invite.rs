@@ -152,9 +152,7 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 
 async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let caller = auth::authenticate(&app.store, &app.keys, http::bearer_token(req)).await?;
-    let tenant = http::path_param(req, "tenant")
-        .and_then(|t| TenantId::parse(&t).ok())
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::tenant_in_path(req)?;
     caller.require_manager_of(&tenant, "tenant")?;
     let body: InviteRequest = http::json_body(req)?;
     if body.invitations.is_empty() {
@@ -172,11 +170,7 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             ),
         ));
     }
-    let tenant = app
-        .store
-        .get_tenant(&tenant)
-        .await?
-        .ok_or_else(|| Problem::not_found("tenant"))?;
+    let tenant = super::existing_tenant(app, &tenant).await?;
 
     let mut seen = HashSet::new();
     let checked: Vec<(String, Result<Candidate, RowError>)> = body

@@ -1,10 +1,15 @@
 //! One module per operation: its request shape, its error enum, its handler.
 
+use lambda_http::Request;
+
 use crate::app::App;
 use crate::auth::Caller;
+use crate::domain::TenantId;
+use crate::http;
 use crate::mail::{MailError, Mailer, OutgoingMail};
+use crate::problem::Problem;
 use crate::store::items::now;
-use crate::store::{AuditEvent, Delivery, Party, User};
+use crate::store::{AuditEvent, Delivery, Party, Tenant, User};
 
 pub mod accept;
 pub mod access_link;
@@ -25,6 +30,21 @@ pub mod sessions;
 pub mod sweep;
 pub mod tenants;
 pub mod users;
+
+/// The tenant a route's path names: a 404, like an unknown one, when it cannot be an id.
+pub fn tenant_in_path(req: &Request) -> Result<TenantId, Problem> {
+    http::path_param(req, "tenant")
+        .and_then(|t| TenantId::parse(&t).ok())
+        .ok_or_else(|| Problem::not_found("tenant"))
+}
+
+/// The stored tenant, or the 404 a route answers for one that does not exist.
+pub async fn existing_tenant<M: Mailer>(app: &App<M>, id: &TenantId) -> Result<Tenant, Problem> {
+    app.store
+        .get_tenant(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("tenant"))
+}
 
 /// The audit record of an admin action by `caller` on `target`.
 pub fn audit(caller: &Caller, action: &str, target: &User, detail: Option<String>) -> AuditEvent {

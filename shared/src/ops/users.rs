@@ -308,9 +308,7 @@ async fn list<M: Mailer>(
     caller.require_manager_of(&tenant, "tenant")?;
     let filter = user_filter(req)?;
     let limit = http::page_limit(req)?;
-    if app.store.get_tenant(&tenant).await?.is_none() {
-        return Err(Problem::not_found("tenant"));
-    }
+    super::existing_tenant(app, &tenant).await?;
     let cursor = http::page_cursor(req)?;
     if let (Some(prefix), Some(cursor)) = (&filter.email_prefix, &cursor)
         && !items::decode_cursor(cursor).is_some_and(|sk| prefix.is_prefix_of(&sk))
