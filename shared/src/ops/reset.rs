@@ -1,15 +1,18 @@
 //! `POST /v1/users/{id}/password-reset`: an admin sends an active user a reset link.
 //! There is no route, flag or code path by which anyone sets another person's password.
 
+use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
 
 use crate::app::App;
 use crate::domain::UserStatus;
+use crate::events::{self, Actor, LifecycleEvent};
 use crate::http::{self, HttpResult};
-use crate::mail::{Kind, Mail, Mailer};
+use crate::mail::{Kind, Mail, MailError, Mailer};
 use crate::ops::users::caller_and_target;
 use crate::problem::{Code, Problem};
 use crate::store::items::{after, now};
+use crate::store::{Tenant, User};
 use crate::token::{LinkToken, Purpose};
 
 pub fn user_not_active() -> Problem {
@@ -52,31 +55,51 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             Some(&audit),
         )
         .await?;
-    let link = super::page_link(app, &user.tenant, "reset-password", &token);
-    let sent = super::deliver(
+    let sent = mail_link(
         app,
         &user,
-        Mail::new(Kind::Reset, &user.email, &tenant.name)
-            .link(&link, expires_at)
-            .branded(&tenant)
-            .render(),
-        false,
+        &tenant,
+        &token,
+        expires_at,
+        crate::events::Actor::admin(&caller),
     )
     .await;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "password reset sent");
-    crate::events::emit(
-        app.events.as_ref(),
-        &[crate::events::LifecycleEvent::about(
-            crate::events::Kind::PasswordResetRequested,
-            &user,
-            crate::events::Actor::admin(&caller),
-        )
-        .with_time("expires_at", expires_at)
-        .with("email_sent", sent.is_ok())],
-    )
-    .await;
     Ok(http::json(
         202,
         &super::Sent::new(expires_at, sent, "reset link"),
     ))
+}
+
+/// Mails `user` the reset link of `token` and tells subscribers, whoever asked for it: an
+/// admin here, the user themselves through "forgot password".
+pub(super) async fn mail_link<M: Mailer>(
+    app: &App<M>,
+    user: &User,
+    tenant: &Tenant,
+    token: &LinkToken,
+    expires_at: DateTime<Utc>,
+    actor: Actor,
+) -> Result<(), MailError> {
+    let link = super::page_link(app, &user.tenant, "reset-password", token);
+    let sent = super::deliver(
+        app,
+        user,
+        Mail::new(Kind::Reset, &user.email, &tenant.name)
+            .link(&link, expires_at)
+            .branded(tenant)
+            .render(),
+        false,
+    )
+    .await;
+    events::emit(
+        app.events.as_ref(),
+        &[
+            LifecycleEvent::about(events::Kind::PasswordResetRequested, user, actor)
+                .with_time("expires_at", expires_at)
+                .with("email_sent", sent.is_ok()),
+        ],
+    )
+    .await;
+    sent
 }
