@@ -578,3 +578,39 @@ pub async fn events_of(stack: &TestStack, tenant: &str, expected: usize) -> Vec<
     }
     found
 }
+
+/// Sends the event in `data_file` to `function` with `cargo lambda invoke`, through the
+/// stack's Lambda invoke API, as a user would run it, and returns the JSON it printed.
+/// Panics with cargo-lambda's stderr when it fails or prints something else.
+pub async fn cargo_lambda_invoke(
+    stack: &TestStack,
+    function: &str,
+    data_file: &std::path::Path,
+) -> Value {
+    let port = stack
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let (function, data_file) = (function.to_owned(), data_file.to_owned());
+    let what = format!("{function} < {}", data_file.display());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("cargo")
+            .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &port, "--data-file"])
+            .arg(&data_file)
+            .arg(&function)
+            .output()
+    })
+    .await
+    .expect("the invoke task ends")
+    .expect("cargo lambda is installed by scripts/install.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{what}: not JSON: {stdout}"))
+}

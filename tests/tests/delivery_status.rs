@@ -2,8 +2,6 @@
 //! `delivery-status` function) become the user's `last_delivery`, in the user list an admin
 //! reads; in any order, at least once, and never on another user.
 
-use std::process::Command;
-
 use latchkey_tests::*;
 use serde_json::{Value, json};
 
@@ -211,29 +209,9 @@ async fn cargo_lambda_invoke_feeds_a_fixture_to_the_function() {
     let file = std::env::temp_dir().join(format!("{}.json", unique("delivery")));
     let event = ses_event("delivery-status-delivery", &email, Some(&id));
     std::fs::write(&file, event.to_string()).unwrap();
-    let port = stack.url().rsplit(':').next().unwrap().to_owned();
 
-    let out = tokio::task::spawn_blocking(move || {
-        let out = Command::new("cargo")
-            .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
-            .args(["--invoke-port", &port, "--data-file"])
-            .arg(&file)
-            .arg("delivery-status")
-            .output();
-        let _ = std::fs::remove_file(&file);
-        out
-    })
-    .await
-    .unwrap()
-    .expect("cargo lambda is installed by scripts/install.sh");
-
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let report = cargo_lambda_invoke(&stack, "delivery-status", &file).await;
+    let _ = std::fs::remove_file(&file);
     assert_eq!(report["result"], "recorded", "{report}");
     assert_eq!(
         listed_delivery(&api, &admin, &tenant, &email).await["status"],

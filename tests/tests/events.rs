@@ -2,7 +2,6 @@
 //! gateway's Lambda invoke API, and the function answers without a function error.
 
 use std::path::Path;
-use std::process::Command;
 
 use latchkey_tests::*;
 
@@ -19,7 +18,6 @@ fn binary_for(file_stem: &str, functions: &[String]) -> String {
 async fn every_sample_event_is_accepted_by_cargo_lambda_invoke() {
     let stack = TestStack::start().await.unwrap();
     let root = std::env::var("LATCHKEY_ROOT").expect("run under latchkey-local test-env");
-    let port = stack.url().rsplit(':').next().unwrap().to_owned();
     let functions = stack.gateway().function_names();
     let mut files: Vec<_> = std::fs::read_dir(Path::new(&root).join("events"))
         .unwrap()
@@ -32,33 +30,7 @@ async fn every_sample_event_is_accepted_by_cargo_lambda_invoke() {
     for file in files {
         let stem = file.file_stem().unwrap().to_str().unwrap().to_owned();
         let binary = binary_for(&stem, &functions);
-        let port = port.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("cargo")
-                .args([
-                    "lambda",
-                    "invoke",
-                    "--invoke-address",
-                    "127.0.0.1",
-                    "--invoke-port",
-                    &port,
-                    "--data-file",
-                ])
-                .arg(&file)
-                .arg(&binary)
-                .output()
-        })
-        .await
-        .unwrap()
-        .expect("cargo lambda is installed by scripts/install.sh");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stem}: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let answer: serde_json::Value = serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|_| panic!("{stem}: not JSON: {stdout}"));
+        let answer = cargo_lambda_invoke(&stack, &binary, &file).await;
         assert!(
             answer.get("errorType").is_none(),
             "{stem}: function error {answer}"
