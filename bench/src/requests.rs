@@ -30,6 +30,46 @@ struct Floor {
     ses: u64,
 }
 
+impl Floor {
+    const fn new(reads: u64, writes: u64, ses: u64) -> Self {
+        Self { reads, writes, ses }
+    }
+}
+
+/// One request of the script: what it is, the status it must answer, and what to compare
+/// its cost with.
+struct Step {
+    operation: String,
+    route: &'static str,
+    status: u16,
+    floor: Option<Floor>,
+    per: u64,
+}
+
+impl Step {
+    fn new(operation: impl Into<String>, route: &'static str, status: u16) -> Self {
+        Self {
+            operation: operation.into(),
+            route,
+            status,
+            floor: None,
+            per: 1,
+        }
+    }
+
+    fn floor(self, floor: Floor) -> Self {
+        Self {
+            floor: Some(floor),
+            ..self
+        }
+    }
+
+    /// The request had `n` invitees: the table adds per-invitee figures.
+    fn per(self, n: u64) -> Self {
+        Self { per: n, ..self }
+    }
+}
+
 struct Row {
     operation: String,
     route: &'static str,
@@ -46,9 +86,22 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
-    /// Records what the request `resp` cost (everything since the last record).
-    fn record(&mut self, operation: impl Into<String>, route: &'static str, resp: &Resp) {
-        self.record_with(operation, route, resp.status, None, 1);
+    /// Awaits the request of `step`, checks that it answered the status the step expects and
+    /// records what it cost.
+    async fn step(
+        &mut self,
+        step: Step,
+        request: impl Future<Output = Result<Resp>>,
+    ) -> Result<Resp> {
+        let resp = request.await?.expect(step.status, &step.operation)?;
+        self.record_with(
+            step.operation,
+            step.route,
+            resp.status,
+            step.floor,
+            step.per,
+        );
+        Ok(resp)
     }
 
     fn record_with(
@@ -115,68 +168,53 @@ async fn flows(
     moto: &str,
     stack: &latchkey_local::TestStack,
 ) -> Result<()> {
-    let signed_in = api
-        .sign_in("admin", stack.admin_email(), stack.admin_password())
-        .await?
-        .expect(200, "sign-in")?;
-    rec.record_with(
-        "sign-in",
-        "POST /v1/sessions",
-        signed_in.status,
-        Some(Floor {
-            reads: 1,
-            writes: 0,
-            ses: 0,
-        }),
-        1,
-    );
+    let signed_in = rec
+        .step(
+            Step::new("sign-in", "POST /v1/sessions", 200).floor(Floor::new(1, 0, 0)),
+            api.sign_in("admin", stack.admin_email(), stack.admin_password()),
+        )
+        .await?;
     let admin = signed_in.str("/token")?;
     let admin = admin.as_str();
-    let resp = api
-        .sign_in("admin", stack.admin_email(), "not the password at all")
-        .await?
-        .expect(401, "wrong password")?;
-    rec.record("sign-in, wrong password", "POST /v1/sessions", &resp);
+    let auth = Some(admin);
+    rec.step(
+        Step::new("sign-in, wrong password", "POST /v1/sessions", 401),
+        api.sign_in("admin", stack.admin_email(), "not the password at all"),
+    )
+    .await?;
 
     let subdomain = unique("acme");
-    let resp = api
-        .post(
-            "/v1/tenants",
-            Some(admin),
-            &json!({"name": "Acme", "subdomain": subdomain}),
+    let resp = rec
+        .step(
+            Step::new("create tenant", "POST /v1/tenants", 201),
+            api.post(
+                "/v1/tenants",
+                auth,
+                &json!({"name": "Acme", "subdomain": subdomain}),
+            ),
         )
-        .await?
-        .expect(201, "create tenant")?;
-    rec.record("create tenant", "POST /v1/tenants", &resp);
+        .await?;
     let tenant = resp.str("/id")?;
-    let resp = api
-        .get("/v1/tenants", Some(admin))
-        .await?
-        .expect(200, "list tenants")?;
-    rec.record("list tenants", "GET /v1/tenants", &resp);
+    rec.step(
+        Step::new("list tenants", "GET /v1/tenants", 200),
+        api.get("/v1/tenants", auth),
+    )
+    .await?;
 
+    const INVITE: &str = "POST /v1/tenants/{tenant}/invitations";
     let invitations = format!("/v1/tenants/{tenant}/invitations");
     let ada = unique_email("ada");
-    let resp = api
-        .post(
-            &invitations,
-            Some(admin),
-            &json!({"invitations": [{"email": ada, "role": "admin"}], "send_email": true}),
+    let resp = rec
+        .step(
+            Step::new("invite, 1 row", INVITE, 200).floor(Floor::new(0, 1, 1)),
+            api.post(
+                &invitations,
+                auth,
+                &json!({"invitations": [{"email": ada, "role": "admin"}], "send_email": true}),
+            ),
         )
-        .await?
-        .expect(200, "invite 1")?;
+        .await?;
     let ada_id = invited_ids(&resp)?.remove(0);
-    rec.record_with(
-        "invite, 1 row",
-        "POST /v1/tenants/{tenant}/invitations",
-        resp.status,
-        Some(Floor {
-            reads: 0,
-            writes: 1,
-            ses: 1,
-        }),
-        1,
-    );
     let rows: Vec<Value> = (0..INVITE_N)
         .map(|_| json!({"email": unique_email("member"), "role": "member"}))
         .collect();
@@ -184,297 +222,258 @@ async fn flows(
         .iter()
         .map(|r| r["email"].as_str().unwrap_or_default().to_owned())
         .collect();
-    let resp = api
-        .post(
-            &invitations,
-            Some(admin),
-            &json!({"invitations": rows, "send_email": true}),
+    let resp = rec
+        .step(
+            Step::new(format!("invite, {INVITE_N} rows"), INVITE, 200)
+                .floor(Floor::new(0, INVITE_N, INVITE_N))
+                .per(INVITE_N),
+            api.post(
+                &invitations,
+                auth,
+                &json!({"invitations": rows, "send_email": true}),
+            ),
         )
-        .await?
-        .expect(200, "invite N")?;
+        .await?;
     let ids = invited_ids(&resp)?;
-    rec.record_with(
-        format!("invite, {INVITE_N} rows"),
-        "POST /v1/tenants/{tenant}/invitations",
-        resp.status,
-        Some(Floor {
-            reads: 0,
-            writes: INVITE_N,
-            ses: INVITE_N,
-        }),
-        INVITE_N,
-    );
     let (grace_id, grace) = (ids[0].clone(), emails[0].clone());
     let gone_id = ids[1].clone();
 
-    let resp = api
-        .get(&format!("/v1/tenants/{tenant}/users"), Some(admin))
-        .await?
-        .expect(200, "list users")?;
-    rec.record(
-        format!("list users ({} users)", INVITE_N + 1),
-        "GET /v1/tenants/{tenant}/users",
-        &resp,
-    );
+    rec.step(
+        Step::new(
+            format!("list users ({} users)", INVITE_N + 1),
+            "GET /v1/tenants/{tenant}/users",
+            200,
+        ),
+        api.get(&format!("/v1/tenants/{tenant}/users"), auth),
+    )
+    .await?;
     let user = |id: &str| format!("/v1/users/{id}");
-    let resp = api
-        .get(&user(&ada_id), Some(admin))
-        .await?
-        .expect(200, "get user")?;
-    rec.record("get user", "GET /v1/users/{id}", &resp);
-    let resp = api
-        .post(
+    rec.step(
+        Step::new("get user", "GET /v1/users/{id}", 200),
+        api.get(&user(&ada_id), auth),
+    )
+    .await?;
+    rec.step(
+        Step::new(
+            "resend invitation",
+            "POST /v1/users/{id}/resend-invitation",
+            200,
+        ),
+        api.post(
             &format!("{}/resend-invitation", user(&ada_id)),
-            Some(admin),
+            auth,
             &json!({}),
-        )
-        .await?
-        .expect(200, "resend")?;
-    rec.record(
-        "resend invitation",
-        "POST /v1/users/{id}/resend-invitation",
-        &resp,
-    );
+        ),
+    )
+    .await?;
     // The members other than grace and the one deleted below, mailed again at once.
     let chased: Vec<&String> = ids[2..].iter().collect();
-    let resp = api
-        .post(
+    let many = chased.len() as u64;
+    rec.step(
+        Step::new(
+            format!("resend invitations, {many} users"),
+            "POST /v1/tenants/{tenant}/invitations/resend",
+            200,
+        )
+        .per(many),
+        api.post(
             &format!("/v1/tenants/{tenant}/invitations/resend"),
-            Some(admin),
+            auth,
             &json!({ "user_ids": chased }),
-        )
-        .await?
-        .expect(200, "resend many")?;
-    rec.record_with(
-        format!("resend invitations, {} users", chased.len()),
-        "POST /v1/tenants/{tenant}/invitations/resend",
-        resp.status,
-        None,
-        chased.len() as u64,
-    );
+        ),
+    )
+    .await?;
     // The same people, invited by mistake after all.
-    let resp = api
-        .post(
+    rec.step(
+        Step::new(
+            format!("cancel invitations, {many} users"),
+            "POST /v1/tenants/{tenant}/invitations/cancel",
+            200,
+        )
+        .per(many),
+        api.post(
             &format!("/v1/tenants/{tenant}/invitations/cancel"),
-            Some(admin),
+            auth,
             &json!({ "user_ids": chased }),
+        ),
+    )
+    .await?;
+    const ACCESS_LINK: &str = "POST /v1/users/{id}/access-link";
+    let resp = rec
+        .step(
+            Step::new("access link, invited user", ACCESS_LINK, 200),
+            api.post(
+                &format!("{}/access-link", user(&grace_id)),
+                auth,
+                &json!({}),
+            ),
         )
-        .await?
-        .expect(200, "cancel many")?;
-    rec.record_with(
-        format!("cancel invitations, {} users", chased.len()),
-        "POST /v1/tenants/{tenant}/invitations/cancel",
-        resp.status,
-        None,
-        chased.len() as u64,
-    );
-    let resp = api
-        .post(
-            &format!("{}/access-link", user(&grace_id)),
-            Some(admin),
-            &json!({}),
-        )
-        .await?
-        .expect(200, "access link")?;
-    rec.record(
-        "access link, invited user",
-        "POST /v1/users/{id}/access-link",
-        &resp,
-    );
+        .await?;
     let grace_token = token_of(&resp.str("/url")?)?;
 
+    const ACCEPT: &str = "POST /v1/invitations/accept";
     let ada_token = mailed_token(moto, &ada, "accept-invite").await?;
     rec.skip();
-    let resp = api
-        .post(
+    rec.step(
+        Step::new("accept (mailed link)", ACCEPT, 200).floor(Floor::new(1, 1, 0)),
+        api.post(
             "/v1/invitations/accept",
             None,
             &json!({"token": ada_token, "password": PASSWORD}),
-        )
-        .await?
-        .expect(200, "accept")?;
-    rec.record_with(
-        "accept (mailed link)",
-        "POST /v1/invitations/accept",
-        resp.status,
-        Some(Floor {
-            reads: 1,
-            writes: 1,
-            ses: 0,
-        }),
-        1,
-    );
+        ),
+    )
+    .await?;
     // Accepted through a handed-over link, the address is not verified yet.
-    let resp = api
-        .post(
+    rec.step(
+        Step::new("accept (handed-over link)", ACCEPT, 200).floor(Floor::new(1, 1, 0)),
+        api.post(
             "/v1/invitations/accept",
             None,
             &json!({"token": grace_token, "password": PASSWORD}),
-        )
-        .await?
-        .expect(200, "accept")?;
-    rec.record_with(
-        "accept (handed-over link)",
-        "POST /v1/invitations/accept",
-        resp.status,
-        Some(Floor {
-            reads: 1,
-            writes: 1,
-            ses: 0,
-        }),
-        1,
-    );
+        ),
+    )
+    .await?;
 
-    let resp = api
-        .json(
+    rec.step(
+        Step::new("role change", "PATCH /v1/users/{id}", 200),
+        api.json(
             Method::PATCH,
             &user(&ada_id),
-            Some(admin),
+            auth,
             &json!({"role": "member"}),
-        )
-        .await?
-        .expect(200, "role change")?;
-    rec.record("role change", "PATCH /v1/users/{id}", &resp);
-    let resp = api
-        .post(
+        ),
+    )
+    .await?;
+    rec.step(
+        Step::new(
+            "admin reset (mails a link)",
+            "POST /v1/users/{id}/password-reset",
+            202,
+        ),
+        api.post(
             &format!("{}/password-reset", user(&ada_id)),
-            Some(admin),
+            auth,
             &json!({}),
-        )
-        .await?
-        .expect(202, "admin reset")?;
-    rec.record(
-        "admin reset (mails a link)",
-        "POST /v1/users/{id}/password-reset",
-        &resp,
-    );
+        ),
+    )
+    .await?;
     let token = mailed_token(moto, &ada, "reset-password").await?;
     rec.skip();
-    let resp = api
-        .post(
+    rec.step(
+        Step::new("reset (spend the link)", "POST /v1/password/reset", 200),
+        api.post(
             "/v1/password/reset",
             None,
             &json!({"token": token, "password": "another bench passphrase"}),
-        )
-        .await?
-        .expect(200, "reset")?;
-    rec.record("reset (spend the link)", "POST /v1/password/reset", &resp);
-    let resp = api
-        .post(
+        ),
+    )
+    .await?;
+    const FORGOT: &str = "POST /v1/password/forgot";
+    rec.step(
+        Step::new("forgot password, known address", FORGOT, 202),
+        api.post(
             "/v1/password/forgot",
             None,
             &json!({"tenant": tenant, "email": ada}),
-        )
-        .await?
-        .expect(202, "forgot")?;
-    rec.record(
-        "forgot password, known address",
-        "POST /v1/password/forgot",
-        &resp,
-    );
-    let resp = api
-        .post(
+        ),
+    )
+    .await?;
+    rec.step(
+        Step::new("forgot password, unknown address", FORGOT, 202),
+        api.post(
             "/v1/password/forgot",
             None,
             &json!({"tenant": tenant, "email": unique_email("nobody")}),
-        )
-        .await?
-        .expect(202, "forgot")?;
-    rec.record(
-        "forgot password, unknown address",
-        "POST /v1/password/forgot",
-        &resp,
-    );
+        ),
+    )
+    .await?;
 
-    let resp = api
-        .post(
+    rec.step(
+        Step::new(
+            "resend verification",
+            "POST /v1/users/{id}/resend-verification",
+            202,
+        ),
+        api.post(
             &format!("{}/resend-verification", user(&grace_id)),
-            Some(admin),
+            auth,
             &json!({}),
-        )
-        .await?
-        .expect(202, "resend verification")?;
-    rec.record(
-        "resend verification",
-        "POST /v1/users/{id}/resend-verification",
-        &resp,
-    );
+        ),
+    )
+    .await?;
+    const VERIFY: &str = "POST /v1/email/verify";
     let token = mailed_token(moto, &grace, "verify-email").await?;
     rec.skip();
-    let resp = api
-        .post("/v1/email/verify", None, &json!({"token": token}))
-        .await?
-        .expect(200, "verify")?;
-    rec.record("verify address", "POST /v1/email/verify", &resp);
+    rec.step(
+        Step::new("verify address", VERIFY, 200),
+        api.post("/v1/email/verify", None, &json!({"token": token})),
+    )
+    .await?;
     let ada_new = unique_email("ada-new");
-    let resp = api
-        .post(
+    rec.step(
+        Step::new("email change", "POST /v1/users/{id}/email-change", 202),
+        api.post(
             &format!("{}/email-change", user(&ada_id)),
-            Some(admin),
+            auth,
             &json!({"new_email": ada_new}),
-        )
-        .await?
-        .expect(202, "email change")?;
-    rec.record("email change", "POST /v1/users/{id}/email-change", &resp);
+        ),
+    )
+    .await?;
     let token = mailed_token(moto, &ada_new, "verify-email").await?;
     rec.skip();
-    let resp = api
-        .post("/v1/email/verify", None, &json!({"token": token}))
-        .await?
-        .expect(200, "confirm email change")?;
-    rec.record("confirm email change", "POST /v1/email/verify", &resp);
-    let resp = api
-        .post(
-            &format!("{}/access-link", user(&ada_id)),
-            Some(admin),
-            &json!({}),
-        )
-        .await?
-        .expect(200, "access link")?;
-    rec.record(
-        "access link, active user (reset)",
-        "POST /v1/users/{id}/access-link",
-        &resp,
-    );
+    rec.step(
+        Step::new("confirm email change", VERIFY, 200),
+        api.post("/v1/email/verify", None, &json!({"token": token})),
+    )
+    .await?;
+    rec.step(
+        Step::new("access link, active user (reset)", ACCESS_LINK, 200),
+        api.post(&format!("{}/access-link", user(&ada_id)), auth, &json!({})),
+    )
+    .await?;
 
-    let resp = api
-        .send(Method::DELETE, &user(&gone_id), Some(admin), None)
-        .await?
-        .expect(204, "delete invited")?;
-    rec.record("delete, invited user", "DELETE /v1/users/{id}", &resp);
-    let resp = api
-        .send(Method::DELETE, &user(&grace_id), Some(admin), None)
-        .await?
-        .expect(204, "delete active")?;
-    rec.record("delete, active user", "DELETE /v1/users/{id}", &resp);
-    let resp = api
-        .get(&format!("/v1/tenants/{tenant}/audit"), Some(admin))
-        .await?
-        .expect(200, "audit")?;
-    rec.record("audit trail", "GET /v1/tenants/{tenant}/audit", &resp);
+    const DELETE: &str = "DELETE /v1/users/{id}";
+    rec.step(
+        Step::new("delete, invited user", DELETE, 204),
+        api.send(Method::DELETE, &user(&gone_id), auth, None),
+    )
+    .await?;
+    rec.step(
+        Step::new("delete, active user", DELETE, 204),
+        api.send(Method::DELETE, &user(&grace_id), auth, None),
+    )
+    .await?;
+    rec.step(
+        Step::new("audit trail", "GET /v1/tenants/{tenant}/audit", 200),
+        api.get(&format!("/v1/tenants/{tenant}/audit"), auth),
+    )
+    .await?;
 
-    let resp = api
-        .get("/v1/imports/template.csv", None)
-        .await?
-        .expect(200, "csv template")?;
-    rec.record("CSV template", "GET /v1/imports/template.csv", &resp);
+    rec.step(
+        Step::new("CSV template", "GET /v1/imports/template.csv", 200),
+        api.get("/v1/imports/template.csv", None),
+    )
+    .await?;
     let csv = format!("email,role\n{},member\n", unique_email("csv"));
-    let resp = api
-        .send(
+    rec.step(
+        Step::new(
+            "CSV preview, 1 row",
+            "POST /v1/tenants/{tenant}/imports/preview",
+            200,
+        ),
+        api.send(
             Method::POST,
             &format!("/v1/tenants/{tenant}/imports/preview"),
-            Some(admin),
+            auth,
             Some(("text/csv", csv.into_bytes())),
-        )
-        .await?
-        .expect(200, "csv preview")?;
-    rec.record(
-        "CSV preview, 1 row",
-        "POST /v1/tenants/{tenant}/imports/preview",
-        &resp,
-    );
-    let resp = api.get("/accept-invite", None).await?.expect(200, "page")?;
-    rec.record("page behind a link", "GET /accept-invite", &resp);
+        ),
+    )
+    .await?;
+    rec.step(
+        Step::new("page behind a link", "GET /accept-invite", 200),
+        api.get("/accept-invite", None),
+    )
+    .await?;
     Ok(())
 }
 
