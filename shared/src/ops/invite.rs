@@ -200,7 +200,11 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         Err(retry_after) => {
             return Err(Problem::new(
                 Code::RateLimited,
-                format!("This tenant may send {} invitation emails per hour; try again later or invite without email.", app.config.invite_mail_per_hour),
+                format!(
+                    "This tenant may send {} invitation emails per hour; try again later or \
+                     invite without email.",
+                    app.config.invite_mail_per_hour
+                ),
             )
             .retry_after(retry_after));
         }

@@ -8,7 +8,6 @@
 //!   request, not one per person.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -96,7 +95,11 @@ async fn spend_tenant_mail<M: Mailer>(
         Ok(reserved) => Ok(reserved),
         Err(retry_after) => Err(Problem::new(
             Code::RateLimited,
-            format!("This tenant may send {} invitation emails per hour and this request needs {mails}; try again later, send fewer, or hand over access links.", app.config.invite_mail_per_hour),
+            format!(
+                "This tenant may send {} invitation emails per hour and this request needs \
+                 {mails}; try again later, send fewer, or hand over access links.",
+                app.config.invite_mail_per_hour
+            ),
         )
         .retry_after(retry_after)),
     }
@@ -110,14 +113,17 @@ async fn renew<M: Mailer>(
     tenant: &Tenant,
     user: &User,
 ) -> Result<(Resent, LifecycleEvent), Problem> {
-    let key = format!("resend#{}", user.id);
-    if let Err(retry) = app
-        .store
-        .rate_limit(&key, RESENDS_PER_HOUR, Duration::from_secs(3600), 1, now())
-        .await?
-    {
-        return Err(Problem::new(Code::RateLimited, format!("At most {RESENDS_PER_HOUR} invitation emails per user per hour. If the mail is not arriving, hand over an access link instead.")).retry_after(retry));
-    }
+    let detail = format!(
+        "At most {RESENDS_PER_HOUR} invitation emails per user per hour. If the mail is not \
+         arriving, hand over an access link instead."
+    );
+    super::hourly_budget(
+        app,
+        &format!("resend#{}", user.id),
+        RESENDS_PER_HOUR,
+        &detail,
+    )
+    .await?;
     let now = now();
     let expires_at = after(now, app.config.invite_ttl);
     let token = LinkToken::generate(&user.id);

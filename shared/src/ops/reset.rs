@@ -38,7 +38,11 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         ));
     }
     let limit = super::MAILS_PER_USER_PER_HOUR;
-    super::hourly_budget(app, &format!("reset-mail#{}", user.id), limit, &format!("At most {limit} reset emails per user per hour. If the mail is not arriving, hand over an access link instead.")).await?;
+    let detail = format!(
+        "At most {limit} reset emails per user per hour. If the mail is not arriving, hand over \
+         an access link instead."
+    );
+    super::hourly_budget(app, &format!("reset-mail#{}", user.id), limit, &detail).await?;
     let tenant = app
         .store
         .get_tenant(&user.tenant)
