@@ -164,6 +164,9 @@ struct State {
     /// Requests being handled now, and the most there have been at once, per target.
     in_flight: BTreeMap<String, u64>,
     peak_in_flight: BTreeMap<String, u64>,
+    /// The same, whatever the operation.
+    all_in_flight: u64,
+    peak_all_in_flight: u64,
 }
 
 impl State {
@@ -176,6 +179,8 @@ impl State {
             untargeted: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             peak_in_flight: BTreeMap::new(),
+            all_in_flight: 0,
+            peak_all_in_flight: 0,
         }
     }
 
@@ -187,6 +192,8 @@ impl State {
         let now = *now;
         let peak = self.peak_in_flight.entry(target.to_owned()).or_default();
         *peak = (*peak).max(now);
+        self.all_in_flight += 1;
+        self.peak_all_in_flight = self.peak_all_in_flight.max(self.all_in_flight);
         let mut delay = Duration::ZERO;
         let mut decided: Option<Fault> = None;
         for rule in &mut self.rules {
@@ -240,9 +247,11 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(n) = self.shared.state().in_flight.get_mut(&self.target) {
+        let mut state = self.shared.state();
+        if let Some(n) = state.in_flight.get_mut(&self.target) {
             *n = n.saturating_sub(1);
         }
+        state.all_in_flight = state.all_in_flight.saturating_sub(1);
     }
 }
 
@@ -344,6 +353,11 @@ impl FaultProxy {
             .unwrap_or(0)
     }
 
+    /// The most requests, of any operations, that the proxy was handling at the same moment.
+    pub fn peak_in_flight_all(&self) -> u64 {
+        self.shared.state().peak_all_in_flight
+    }
+
     /// Starts counting (requests, injected faults, the peak in flight) from zero.
     pub fn reset_counts(&self) {
         let mut state = self.shared.state();
@@ -351,6 +365,7 @@ impl FaultProxy {
         state.injected.clear();
         state.untargeted.clear();
         state.peak_in_flight.clear();
+        state.peak_all_in_flight = 0;
     }
 }
 
