@@ -1,5 +1,5 @@
 //! Each function's binary links exactly the AWS SDK clients its IAM role lets it use
-//! (`infra/template.yaml`). A client the role may not call is code that only lengthens the
+//! (`infra/template.yaml`), and of DynamoDB exactly the operations its role allows. A client the role may not call is code that only lengthens the
 //! cold start, or a call that would fail in AWS and never locally; a service the role may
 //! call with no client in the binary is a permission to take away.
 //!
@@ -22,9 +22,8 @@ const CLIENTS: [(&str, &str); 6] = [
     ("aws_sdk_lambda", "lambda:"),
 ];
 
-/// The SDK crates whose code is in `binary`: a crate name appears in the mangled names of
-/// its own functions and of every generic instantiated over its types.
-fn linked_clients(binary: &Path) -> BTreeSet<&'static str> {
+/// The symbol table of `binary`, as `nm` prints it.
+fn symbols(binary: &Path) -> String {
     let out = Command::new("nm")
         .arg("--defined-only")
         .arg(binary)
@@ -36,11 +35,41 @@ fn linked_clients(binary: &Path) -> BTreeSet<&'static str> {
         binary.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let symbols = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The SDK crates whose code is in `binary`: a crate name appears in the mangled names of
+/// its own functions and of every generic instantiated over its types.
+fn linked_clients(binary: &Path) -> BTreeSet<&'static str> {
+    let symbols = symbols(binary);
     CLIENTS
         .iter()
         .map(|(krate, _)| *krate)
         .filter(|krate| symbols.contains(krate))
+        .collect()
+}
+
+/// The DynamoDB operations whose code is in `binary`, as IAM names them (`BatchGetItem`):
+/// each lives in its own module, `aws_sdk_dynamodb::operation::batch_get_item`, which the
+/// linker drops when nothing calls it.
+fn dynamodb_operations(binary: &Path) -> BTreeSet<String> {
+    const MODULE: &str = "16aws_sdk_dynamodb9operation";
+    let symbols = symbols(binary);
+    symbols
+        .match_indices(MODULE)
+        .filter_map(|(at, _)| {
+            // Mangled: the length of the next path segment, then the segment.
+            let rest = &symbols[at + MODULE.len()..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let len: usize = rest[..digits].parse().ok()?;
+            rest.get(digits..digits + len)
+        })
+        .map(|snake| {
+            snake
+                .split('_')
+                .map(|word| word[..1].to_uppercase() + &word[1..])
+                .collect()
+        })
         .collect()
 }
 
@@ -88,4 +117,70 @@ fn the_reach_check_sees_a_client_where_one_is_linked() {
             "invite should link {krate}: {linked:?}"
         );
     }
+}
+
+/// IAM has no action for `TransactWriteItems`: it authorises each write inside by its own
+/// action, which the symbol table cannot see.
+const TRANSACT_WRITE: &str = "TransactWriteItems";
+const WRITES: [&str; 4] = ["PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem"];
+
+#[test]
+fn every_function_links_the_dynamodb_operations_its_role_allows_and_no_others() {
+    let paths = Paths::discover(None).unwrap();
+    let template = Template::load(&paths.template()).unwrap();
+    let bin_dir = paths.default_bin_dir();
+    let mut mismatches = Vec::new();
+    for function in &template.functions {
+        let linked = dynamodb_operations(&bin_dir.join(&function.binary));
+        let allowed: BTreeSet<String> = function
+            .actions
+            .iter()
+            .filter_map(|a| a.strip_prefix("dynamodb:"))
+            .map(str::to_owned)
+            .collect();
+        let transacts = linked.contains(TRANSACT_WRITE);
+        for op in linked.difference(&allowed) {
+            if op == TRANSACT_WRITE {
+                if !WRITES.iter().any(|w| allowed.contains(*w)) {
+                    mismatches.push(format!(
+                        "{} writes in transactions, but its role allows no write action",
+                        function.binary
+                    ));
+                }
+            } else {
+                mismatches.push(format!(
+                    "{} calls DynamoDB {op}, but its role does not allow dynamodb:{op}",
+                    function.binary
+                ));
+            }
+        }
+        for op in allowed.difference(&linked) {
+            if !(transacts && WRITES.contains(&op.as_str())) {
+                mismatches.push(format!(
+                    "{}'s role allows dynamodb:{op}, which it never calls",
+                    function.binary
+                ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn the_operation_check_sees_the_operations_a_function_calls() {
+    // `resend` reads its users in batches, its caller and tenant one by one, replaces links
+    // in transactions and spends the mail budget with an update.
+    let paths = Paths::discover(None).unwrap();
+    let linked = dynamodb_operations(&paths.default_bin_dir().join("resend"));
+    let expected = [
+        "BatchGetItem",
+        "GetItem",
+        "TransactWriteItems",
+        "UpdateItem",
+    ];
+    assert_eq!(
+        linked,
+        expected.iter().map(|s| s.to_string()).collect(),
+        "{linked:?}"
+    );
 }
