@@ -326,24 +326,42 @@ impl Store {
         }
     }
 
-    /// Reads many users at once, strongly consistent: one `BatchGetItem` per 100 ids. An id
-    /// without a user is absent from the map. Keys DynamoDB leaves unprocessed (it does so
-    /// under throttling) are asked for again, a few times, before the read counts as failed.
+    /// Reads many users at once, strongly consistent. An id without a user is absent from
+    /// the map.
     pub async fn get_users(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, StoreError> {
         const OPERATION: &str = "get_users";
+        let keys: Vec<(String, String)> = ids.iter().map(keys::user).collect();
+        let mut users = HashMap::with_capacity(keys.len());
+        for item in self.batch_get(OPERATION, keys).await? {
+            let user = decode::<UserItem>(OPERATION, item)?.user;
+            users.insert(user.id.clone(), user);
+        }
+        Ok(users)
+    }
+
+    /// The items at `keys` that exist, strongly consistent: one `BatchGetItem` per 100 keys,
+    /// in no particular order. Keys DynamoDB leaves unprocessed (it does so under throttling)
+    /// are asked for again, a few times, before the read counts as failed.
+    async fn batch_get(
+        &self,
+        operation: &'static str,
+        keys: Vec<(String, String)>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         // DynamoDB refuses a batch that names one key twice.
-        let unique: Vec<&UserId> = ids
-            .iter()
+        let unique: Vec<(String, String)> = keys
+            .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut users = HashMap::with_capacity(unique.len());
+        let mut items = Vec::with_capacity(unique.len());
         for chunk in unique.chunks(BATCH_GET_KEYS) {
             let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
-                .map(|id| {
-                    let (pk, sk) = keys::user(id);
-                    HashMap::from([("PK".to_owned(), av(pk)), ("SK".to_owned(), av(sk))])
+                .map(|(pk, sk)| {
+                    HashMap::from([
+                        ("PK".to_owned(), av(pk.clone())),
+                        ("SK".to_owned(), av(sk.clone())),
+                    ])
                 })
                 .collect();
             for attempt in 1..=BATCH_GET_ATTEMPTS {
@@ -351,22 +369,19 @@ impl Store {
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .consistent_read(true)
                     .build()
-                    .map_err(|e| StoreError::build(OPERATION, e))?;
+                    .map_err(|e| StoreError::build(operation, e))?;
                 let out = self
                     .client
                     .batch_get_item()
                     .request_items(&self.table, request)
                     .send()
                     .await
-                    .map_err(|e| StoreError::sdk(OPERATION, e))?;
-                let found = out
-                    .responses
-                    .and_then(|mut tables| tables.remove(&self.table))
-                    .unwrap_or_default();
-                for item in found {
-                    let user = decode::<UserItem>(OPERATION, item)?.user;
-                    users.insert(user.id.clone(), user);
-                }
+                    .map_err(|e| StoreError::sdk(operation, e))?;
+                items.extend(
+                    out.responses
+                        .and_then(|mut tables| tables.remove(&self.table))
+                        .unwrap_or_default(),
+                );
                 pending = out
                     .unprocessed_keys
                     .and_then(|mut tables| tables.remove(&self.table))
@@ -377,7 +392,7 @@ impl Store {
                 }
                 if attempt == BATCH_GET_ATTEMPTS {
                     return Err(StoreError::Service {
-                        operation: OPERATION,
+                        operation,
                         code: "UnprocessedKeys".to_owned(),
                         message: format!(
                             "{} keys still unprocessed after {attempt} attempts",
@@ -389,7 +404,7 @@ impl Store {
                 tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
             }
         }
-        Ok(users)
+        Ok(items)
     }
 
     /// Resolves an address to its account through the uniqueness record.
@@ -815,23 +830,57 @@ impl Store {
     }
 
     /// The count of the current fixed window of `key` and the seconds until it ends, without
-    /// adding to it (a read: callers that count only failures look before they act).
+    /// adding to it.
     pub async fn rate_window(
         &self,
         key: &str,
         window: Duration,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
+        let (counts, retry_after) = self.rate_windows(&[key], window, now).await?;
+        Ok((counts.first().copied().unwrap_or(0), retry_after))
+    }
+
+    /// The count of the current fixed window of each of `keys` (in their order) and the
+    /// seconds until the window ends, without adding to them (one read: callers that count
+    /// only failures look before they act).
+    pub async fn rate_windows(
+        &self,
+        keys: &[&str],
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<u64>, u64), StoreError> {
+        const OPERATION: &str = "rate_windows";
         let (start, window_secs) = window_of(window, now);
         let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
-        let item = self.get("rate_window", keys::rate(key, start)).await?;
-        let hits = item
-            .as_ref()
-            .and_then(|i| i.get("hits"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        Ok((hits, retry_after))
+        let hits = |item: &HashMap<String, AttributeValue>| -> u64 {
+            item.get("hits")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let counts = match keys {
+            [] => Vec::new(),
+            [key] => {
+                let item = self.get(OPERATION, keys::rate(key, start)).await?;
+                vec![item.as_ref().map_or(0, hits)]
+            }
+            _ => {
+                let found: HashMap<String, u64> = self
+                    .batch_get(
+                        OPERATION,
+                        keys.iter().map(|k| keys::rate(k, start)).collect(),
+                    )
+                    .await?
+                    .iter()
+                    .filter_map(|item| Some((item.get("PK")?.as_s().ok()?.clone(), hits(item))))
+                    .collect();
+                keys.iter()
+                    .map(|k| found.get(&keys::rate(k, start).0).copied().unwrap_or(0))
+                    .collect()
+            }
+        };
+        Ok((counts, retry_after))
     }
 
     /// Fixed-window counter: adds `cost` to the window's count unless that would pass
