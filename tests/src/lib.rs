@@ -88,7 +88,21 @@ impl Api {
     }
 
     pub fn at(base: &str) -> Self {
-        let http = reqwest::Client::builder()
+        Self::with(base, reqwest::Client::builder())
+    }
+
+    /// A client on another network: its requests leave from `source` (any 127.x.y.z reaches
+    /// the stack on Linux), which the gateway hands the functions as `sourceIp`.
+    pub fn from_address(stack: &TestStack, source: [u8; 4]) -> Self {
+        let source = std::net::IpAddr::from(source);
+        Self::with(
+            stack.url(),
+            reqwest::Client::builder().local_address(source),
+        )
+    }
+
+    fn with(base: &str, builder: reqwest::ClientBuilder) -> Self {
+        let http = builder
             .timeout(Duration::from_secs(60))
             .build()
             .expect("http client");

@@ -194,6 +194,62 @@ async fn repeated_failed_sign_ins_are_limited_alike_for_known_and_unknown_addres
         .assert_problem(429, "rate_limited");
 }
 
+#[tokio::test]
+async fn failed_sign_ins_across_many_addresses_are_limited_per_source_ip() {
+    let stack = TestStack::start().await.unwrap();
+    let guesser = Api::from_address(&stack, [127, 0, 0, 2]);
+    let elsewhere = Api::from_address(&stack, [127, 0, 0, 3]);
+
+    // One guess at each of 100 addresses: none comes near its own limit of 10.
+    for _ in 0..100 {
+        guesser
+            .sign_in("admin", &unique_email("stuffed"), "leaked password 1")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let limited = guesser
+        .sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await;
+
+    limited.assert_problem(429, "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(
+        limited.json["detail"].as_str().unwrap().contains("network"),
+        "{}",
+        limited.text
+    );
+    let signed_in = elsewhere
+        .sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+}
+
+#[tokio::test]
+async fn forgot_password_is_limited_per_source_ip_across_addresses() {
+    // Each answer is held to a second: enough instances to answer the 30 asks at once.
+    let stack = TestStack::builder().instances(8).start().await.unwrap();
+    let asker = Api::from_address(&stack, [127, 0, 0, 4]);
+    let elsewhere = Api::from_address(&stack, [127, 0, 0, 5]);
+
+    let asks = (0..30).map(|_| async {
+        let nobody = unique_email("nobody");
+        asker.forgot("admin", &nobody).await.status
+    });
+    let statuses = futures::future::join_all(asks).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    let refused = asker.forgot("admin", &unique_email("nobody")).await;
+
+    refused.assert_problem(429, "rate_limited");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(
+        elsewhere
+            .forgot("admin", &unique_email("nobody"))
+            .await
+            .status,
+        202
+    );
+}
+
 /// Ten failed sign-ins of `email` in `tenant`, then the proof that the address is locked.
 async fn lock_out(api: &Api, tenant: &str, email: &str) {
     for _ in 0..10 {

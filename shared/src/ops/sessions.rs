@@ -13,10 +13,18 @@ use crate::{password, session};
 
 /// Failed sign-ins allowed per address per window before answering 429.
 pub const MAX_FAILURES: u64 = 10;
+/// Failed sign-ins allowed per source IP per window, whatever the addresses. Credential
+/// stuffing tries a few passwords on each of many addresses, which the per-address limit
+/// never sees; a whole office behind one NAT does not mistype this often.
+pub const MAX_FAILURES_PER_IP: u64 = 100;
 const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 fn failures_key(email: &Email) -> String {
     format!("signin-failures#{email}")
+}
+
+fn ip_failures_key(ip: &str) -> String {
+    format!("signin-failures-ip#{ip}")
 }
 
 /// The write that lifts `email`'s sign-in lock, part of every write that sets a new password
@@ -94,20 +102,37 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let tenant = TenantId::parse(&body.tenant).ok();
     let email = Email::parse(&body.email).ok();
     // Failed sign-ins are counted per address, whether or not it has an account, so the
-    // limit slows password guessing without telling anyone which addresses exist.
+    // limit slows password guessing without telling anyone which addresses exist; and per
+    // source IP, so that guessing across many addresses is slowed too.
     let failures_key = email.as_ref().map(failures_key);
+    let ip_key = http::source_ip(req).map(|ip| ip_failures_key(&ip));
+    // (counter, its limit, the refusal once it is reached)
+    let windows: Vec<(&str, u64, &str)> = [
+        failures_key.as_deref().map(|key| {
+            let refusal = "Too many failed sign-ins for this address. Wait and try again, or \
+                           reset the password with 'forgot password'.";
+            (key, MAX_FAILURES, refusal)
+        }),
+        ip_key.as_deref().map(|key| {
+            let refusal = "Too many failed sign-ins from this network. Wait and try again.";
+            (key, MAX_FAILURES_PER_IP, refusal)
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let counters: Vec<&str> = windows.iter().map(|(key, ..)| *key).collect();
     let within_limit = async {
-        if let Some(key) = &failures_key {
-            let (failures, retry_after) = app.store.rate_window(key, FAILURE_WINDOW, now()).await?;
-            if failures >= MAX_FAILURES {
-                return Err(Problem::new(
-                    Code::RateLimited,
-                    "Too many failed sign-ins for this address. Wait and try again, or reset the password with 'forgot password'.",
-                )
-                .retry_after(retry_after));
+        let (counts, retry_after) = app
+            .store
+            .rate_windows(&counters, FAILURE_WINDOW, now())
+            .await?;
+        match windows.iter().zip(counts).find(|((_, max, _), n)| n >= max) {
+            Some(((.., refusal), _)) => {
+                Err(Problem::new(Code::RateLimited, *refusal).retry_after(retry_after))
             }
+            None => Ok(()),
         }
-        Ok(())
     };
     let lookup = async {
         let Some(email) = email
@@ -144,12 +169,12 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             u
         }
         _ => {
-            if let Some(key) = &failures_key {
+            // Counted without a limit (the read above refuses): a failure always lands.
+            futures::future::try_join_all(counters.iter().map(|key| {
                 app.store
                     .rate_limit(key, u32::MAX, FAILURE_WINDOW, 1, now())
-                    .await?
-                    .ok();
-            }
+            }))
+            .await?;
             return Err(SignInError::InvalidCredentials.into());
         }
     };
