@@ -116,11 +116,30 @@ pub fn parsed_query<T>(
     }
 }
 
-/// The caller's address as API Gateway saw it (never a client-supplied header).
-pub fn source_ip(req: &Request) -> Option<String> {
+/// The network the caller's requests come from, for limits per source: the address API
+/// Gateway saw (never a client-supplied header), widened to its /64 for IPv6, where one
+/// subscriber commonly holds a whole /64 and could take a fresh address for every request.
+pub fn source_network(req: &Request) -> Option<String> {
     match req.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.http.source_ip.as_deref().map(network_of)
+        }
         _ => None,
+    }
+}
+
+fn network_of(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
+        Ok(ip) => ip.to_string(),
+        // API Gateway always gives an address; anything else is kept as it came.
+        Err(_) => ip.to_owned(),
     }
 }
 
@@ -222,5 +241,24 @@ pub fn page_limit(req: &Request) -> Result<i32, Problem> {
                 "limit must be a whole number from 1 to 100.",
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_of;
+
+    #[test]
+    fn a_source_is_counted_by_its_address_or_its_ipv6_slash_64() {
+        for (seen, network) in [
+            ("203.0.113.7", "203.0.113.7"),
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+            ("2001:DB8::1", "2001:db8:0:0::/64"),
+            ("::ffff:203.0.113.7", "203.0.113.7"),
+            ("not an address", "not an address"),
+        ] {
+            assert_eq!(network_of(seen), network, "{seen}");
+        }
     }
 }
