@@ -6,7 +6,7 @@
 //! Read from the debug binaries' symbol tables (`nm`), which `make test` has just built.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use latchkey_local::paths::Paths;
@@ -73,30 +73,42 @@ fn dynamodb_operations(binary: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn every_function_links_the_aws_clients_its_role_allows_and_no_others() {
+/// Every function of the template: its name, its binary (which must be built) and the
+/// actions its role allows.
+fn functions() -> Vec<(String, PathBuf, Vec<String>)> {
     let paths = Paths::discover(None).unwrap();
     let template = Template::load(&paths.template()).unwrap();
     let bin_dir = paths.default_bin_dir();
+    template
+        .functions
+        .into_iter()
+        .map(|function| {
+            let binary = bin_dir.join(&function.binary);
+            assert!(
+                binary.is_file(),
+                "{} is not built (cargo build --workspace --bins)",
+                binary.display()
+            );
+            (function.binary, binary, function.actions)
+        })
+        .collect()
+}
+
+#[test]
+fn every_function_links_the_aws_clients_its_role_allows_and_no_others() {
     let mut mismatches = Vec::new();
-    for function in &template.functions {
-        let binary = bin_dir.join(&function.binary);
-        assert!(
-            binary.is_file(),
-            "{} is not built (cargo build --workspace --bins)",
-            binary.display()
-        );
+    for (name, binary, actions) in functions() {
         let linked = linked_clients(&binary);
         for (krate, service) in CLIENTS {
-            let allowed = function.actions.iter().any(|a| a.starts_with(service));
+            let allowed = actions.iter().any(|a| a.starts_with(service));
             match (linked.contains(krate), allowed) {
                 (true, false) => mismatches.push(format!(
                     "{} links {krate}, but its role allows no {service}* action",
-                    function.binary
+                    name
                 )),
                 (false, true) => mismatches.push(format!(
                     "{}'s role allows {service}* actions, but it links no {krate}",
-                    function.binary
+                    name
                 )),
                 _ => {}
             }
@@ -126,14 +138,10 @@ const WRITES: [&str; 4] = ["PutItem", "UpdateItem", "DeleteItem", "ConditionChec
 
 #[test]
 fn every_function_links_the_dynamodb_operations_its_role_allows_and_no_others() {
-    let paths = Paths::discover(None).unwrap();
-    let template = Template::load(&paths.template()).unwrap();
-    let bin_dir = paths.default_bin_dir();
     let mut mismatches = Vec::new();
-    for function in &template.functions {
-        let linked = dynamodb_operations(&bin_dir.join(&function.binary));
-        let allowed: BTreeSet<String> = function
-            .actions
+    for (name, binary, actions) in functions() {
+        let linked = dynamodb_operations(&binary);
+        let allowed: BTreeSet<String> = actions
             .iter()
             .filter_map(|a| a.strip_prefix("dynamodb:"))
             .map(str::to_owned)
@@ -144,13 +152,13 @@ fn every_function_links_the_dynamodb_operations_its_role_allows_and_no_others() 
                 if !WRITES.iter().any(|w| allowed.contains(*w)) {
                     mismatches.push(format!(
                         "{} writes in transactions, but its role allows no write action",
-                        function.binary
+                        name
                     ));
                 }
             } else {
                 mismatches.push(format!(
                     "{} calls DynamoDB {op}, but its role does not allow dynamodb:{op}",
-                    function.binary
+                    name
                 ));
             }
         }
@@ -158,7 +166,7 @@ fn every_function_links_the_dynamodb_operations_its_role_allows_and_no_others() 
             if !(transacts && WRITES.contains(&op.as_str())) {
                 mismatches.push(format!(
                     "{}'s role allows dynamodb:{op}, which it never calls",
-                    function.binary
+                    name
                 ));
             }
         }
