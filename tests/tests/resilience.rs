@@ -438,6 +438,31 @@ async fn dropped_connections_on_get_item_during_sign_in_answer_503_with_retry_af
     assert_table_consistent(&stack).await;
 }
 
+/// The failure windows are read before the password is checked: when they cannot be read,
+/// sign-in neither lets the guess through unlimited nor counts it, and answers 503.
+#[tokio::test]
+async fn a_sign_in_whose_failure_windows_cannot_be_read_answers_503_and_counts_nothing() {
+    let (stack, proxy) = stack(FEW_ATTEMPTS).await;
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_active_user(&stack, &api).await;
+
+    proxy.reset_counts();
+    proxy.set(FaultPlan::new().always(BATCH_GET, Fault::Throttling));
+    let guess = api.sign_in(&tenant, &email, "wrong password guess").await;
+    let right = api.sign_in(&tenant, &email, PASSWORD).await;
+
+    assert_unavailable(&guess);
+    assert_unavailable(&right);
+    assert_eq!(proxy.count(UPDATE), 0, "{:?}", proxy.counts());
+    proxy.clear();
+    assert_eq!(
+        api.user(&admin, &id).await.json["sign_in"]["failures"],
+        0,
+        "the guess that was never checked is not counted"
+    );
+    api.token(&tenant, &email, PASSWORD).await;
+}
+
 #[tokio::test]
 async fn a_single_dropped_connection_during_sign_in_is_retried_by_the_sdk() {
     let (stack, proxy) = stack(&[]).await;
