@@ -65,7 +65,7 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         &tenant,
         &token,
         expires_at,
-        crate::events::Actor::admin(&caller),
+        Actor::admin(&caller),
     )
     .await;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "password reset sent");

@@ -23,8 +23,8 @@ fn failures_key(email: &Email) -> String {
     format!("signin-failures#{email}")
 }
 
-fn ip_failures_key(ip: &str) -> String {
-    format!("signin-failures-ip#{ip}")
+fn network_failures_key(network: &str) -> String {
+    format!("signin-failures-ip#{network}")
 }
 
 /// The write that lifts `email`'s sign-in lock, part of every write that sets a new password
@@ -105,7 +105,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     // limit slows password guessing without telling anyone which addresses exist; and per
     // source IP, so that guessing across many addresses is slowed too.
     let failures_key = email.as_ref().map(failures_key);
-    let ip_key = http::source_network(req).map(|ip| ip_failures_key(&ip));
+    let network_key = http::source_network(req).map(|n| network_failures_key(&n));
     // (counter, its limit, the refusal once it is reached)
     let windows: Vec<(&str, u64, &str)> = [
         failures_key.as_deref().map(|key| {
@@ -113,7 +113,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
                            reset the password with 'forgot password'.";
             (key, MAX_FAILURES, refusal)
         }),
-        ip_key.as_deref().map(|key| {
+        network_key.as_deref().map(|key| {
             let refusal = "Too many failed sign-ins from this network. Wait and try again.";
             (key, MAX_FAILURES_PER_IP, refusal)
         }),

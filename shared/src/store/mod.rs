@@ -846,7 +846,7 @@ impl Store {
     /// only failures look before they act).
     pub async fn rate_windows(
         &self,
-        keys: &[&str],
+        names: &[&str],
         window: Duration,
         now: DateTime<Utc>,
     ) -> Result<(Vec<u64>, u64), StoreError> {
@@ -859,24 +859,26 @@ impl Store {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0)
         };
-        let counts = match keys {
+        let counts = match names {
             [] => Vec::new(),
-            [key] => {
-                let item = self.get(OPERATION, keys::rate(key, start)).await?;
+            // One window is one GetItem: the narrower action, for the roles that read only one.
+            [name] => {
+                let item = self.get(OPERATION, keys::rate(name, start)).await?;
                 vec![item.as_ref().map_or(0, hits)]
             }
             _ => {
                 let found: HashMap<String, u64> = self
                     .batch_get(
                         OPERATION,
-                        keys.iter().map(|k| keys::rate(k, start)).collect(),
+                        names.iter().map(|n| keys::rate(n, start)).collect(),
                     )
                     .await?
                     .iter()
                     .filter_map(|item| Some((item.get("PK")?.as_s().ok()?.clone(), hits(item))))
                     .collect();
-                keys.iter()
-                    .map(|k| found.get(&keys::rate(k, start).0).copied().unwrap_or(0))
+                names
+                    .iter()
+                    .map(|n| found.get(&keys::rate(n, start).0).copied().unwrap_or(0))
                     .collect()
             }
         };
