@@ -24,6 +24,10 @@ pub struct Config {
     pub ses_configuration_set: Option<String>,
     /// EventBridge bus of the lifecycle events (`EVENT_BUS_NAME`, default `default`).
     pub event_bus: String,
+    /// Proxies in front of API Gateway that append the caller to X-Forwarded-For
+    /// (`TRUSTED_PROXY_COUNT`, default 0): how far back the limits per source look for the
+    /// caller. See [`crate::http::source_network`].
+    pub trusted_proxies: u8,
     /// Region, credentials, endpoints and trust store of the AWS clients.
     pub aws: AwsEnv,
 }
@@ -211,8 +215,28 @@ impl Config {
             invite_mail_per_hour,
             ses_configuration_set: env.get("SES_CONFIGURATION_SET"),
             event_bus: event_bus(env),
+            trusted_proxies: trusted_proxies(env)?,
             aws: AwsEnv::from(env)?,
         })
+    }
+}
+
+/// The most proxies `TRUSTED_PROXY_COUNT` may name: CloudFront with a WAF or a corporate
+/// gateway is one or two, and a longer chain is more likely a mistake than a design.
+pub const MAX_TRUSTED_PROXIES: u8 = 5;
+
+fn trusted_proxies(env: &impl Env) -> Result<u8, ConfigError> {
+    match env.get("TRUSTED_PROXY_COUNT") {
+        None => Ok(0),
+        Some(raw) => raw
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= MAX_TRUSTED_PROXIES)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "TRUSTED_PROXY_COUNT",
+                reason: format!("expected a number from 0 to {MAX_TRUSTED_PROXIES}, got {raw:?}"),
+            }),
     }
 }
 
@@ -230,6 +254,23 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
             ("AWS_SECRET_ACCESS_KEY", "secret"),
         ])
+    }
+
+    /// One setting read with `name` set to `value` (or left unset), or the variable refused.
+    fn read_with<T>(
+        name: &'static str,
+        value: Option<&'static str>,
+        setting: impl FnOnce(&Config) -> T,
+    ) -> Result<T, &'static str> {
+        let mut env = base();
+        if let Some(value) = value {
+            env.insert(name, value);
+        }
+        Config::from(&env)
+            .map(|c| setting(&c))
+            .map_err(|e| match e {
+                ConfigError::Invalid { name, .. } | ConfigError::Missing(name) => name,
+            })
     }
 
     #[test]
@@ -282,6 +323,23 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_default_to_none_and_are_bounded() {
+        let cases = [
+            (None, Ok(0)),
+            (Some("0"), Ok(0)),
+            (Some(" 1 "), Ok(1)),
+            (Some("5"), Ok(5)),
+            (Some("6"), Err("TRUSTED_PROXY_COUNT")),
+            (Some("-1"), Err("TRUSTED_PROXY_COUNT")),
+            (Some("one"), Err("TRUSTED_PROXY_COUNT")),
+        ];
+        for (value, expected) in cases {
+            let got = read_with("TRUSTED_PROXY_COUNT", value, |c| c.trusted_proxies);
+            assert_eq!(got, expected, "TRUSTED_PROXY_COUNT={value:?}");
+        }
+    }
+
+    #[test]
     fn tls_roots_default_to_aws_and_accept_only_the_two_names() {
         let cases = [
             (None, Ok(TlsRoots::Aws)),
@@ -291,15 +349,7 @@ mod tests {
             (Some(""), Err("TLS_ROOTS")),
         ];
         for (value, expected) in cases {
-            let mut env = base();
-            if let Some(value) = value {
-                env.insert("TLS_ROOTS", value);
-            }
-            let got = Config::from(&env)
-                .map(|c| c.aws.tls_roots)
-                .map_err(|e| match e {
-                    ConfigError::Invalid { name, .. } | ConfigError::Missing(name) => name,
-                });
+            let got = read_with("TLS_ROOTS", value, |c| c.aws.tls_roots);
             assert_eq!(got, expected, "TLS_ROOTS={value:?}");
         }
     }

@@ -116,15 +116,51 @@ pub fn parsed_query<T>(
     }
 }
 
-/// The network the caller's requests come from, for limits per source: the address API
-/// Gateway saw (never a client-supplied header), widened to its /64 for IPv6, where one
-/// subscriber commonly holds a whole /64 and could take a fresh address for every request.
-pub fn source_network(req: &Request) -> Option<String> {
-    match req.request_context_ref() {
+/// The network the caller's requests come from, for limits per source: the caller's address
+/// (see [`client_address`]), widened to its /64 for IPv6, where one subscriber commonly holds
+/// a whole /64 and could take a fresh address for every request.
+pub fn source_network(req: &Request, trusted_proxies: u8) -> Option<String> {
+    let peer = match req.request_context_ref() {
         Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
-            ctx.http.source_ip.as_deref().map(network_of)
+            ctx.http.source_ip.as_deref()?
         }
-        _ => None,
+        _ => return None,
+    };
+    // As bytes: one entry a client wrote that is not text must not hide the proxies' entries.
+    let forwarded_for = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(HeaderValue::as_bytes);
+    let caller = client_address(peer, forwarded_for, trusted_proxies);
+    Some(network_of(caller))
+}
+
+/// The caller's address: the peer API Gateway saw (`sourceIp`), or, behind `trusted_proxies`
+/// proxies that each append who called them to X-Forwarded-For, the entry that many hops back
+/// from the peer. Only the entries those proxies wrote are read, right to left, so whatever a
+/// client puts in the header itself is never taken as its address. A chain shorter than the
+/// proxies, or an entry that is not an address, means the request did not come through them:
+/// then it is the peer.
+fn client_address<'a>(
+    peer: &'a str,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
+    trusted_proxies: u8,
+) -> &'a str {
+    if trusted_proxies == 0 {
+        return peer;
+    }
+    let mut hops = forwarded_for
+        .rev()
+        .flat_map(|value| value.rsplit(|byte| *byte == b','))
+        .map(|entry| std::str::from_utf8(entry).map(str::trim))
+        .filter(|entry| entry.map_or(true, |text| !text.is_empty()))
+        .peekable();
+    // API Gateway appends the peer itself; a proxy in front may not have.
+    hops.next_if_eq(&Ok(peer));
+    match hops.nth(usize::from(trusted_proxies) - 1) {
+        Some(Ok(entry)) if entry.parse::<std::net::IpAddr>().is_ok() => entry,
+        _ => peer,
     }
 }
 
@@ -246,7 +282,49 @@ pub fn page_limit(req: &Request) -> Result<i32, Problem> {
 
 #[cfg(test)]
 mod tests {
-    use super::network_of;
+    use super::{client_address, network_of};
+
+    #[test]
+    fn the_caller_is_read_only_from_the_entries_trusted_proxies_wrote() {
+        const PEER: &str = "198.51.100.9";
+        // (X-Forwarded-For values as they arrive, trusted proxies, the caller)
+        let cases: [(&[&str], u8, &str); 12] = [
+            (&[], 0, PEER),
+            (&["203.0.113.7, 198.51.100.9"], 0, PEER),
+            // No proxy is trusted, so a client's own header is ignored.
+            (&["192.0.2.66"], 0, PEER),
+            // CloudFront appended the viewer, API Gateway the CloudFront edge (the peer).
+            (&["203.0.113.7, 198.51.100.9"], 1, "203.0.113.7"),
+            // The same when the gateway did not append the peer.
+            (&["203.0.113.7"], 1, "203.0.113.7"),
+            // Whatever the client sent before the proxy's entry is not read.
+            (&["192.0.2.66, 10.0.0.1, 203.0.113.7"], 1, "203.0.113.7"),
+            // Two proxies: the first appended the caller, the second the first.
+            (&["192.0.2.66, 203.0.113.7, 10.9.8.7"], 2, "203.0.113.7"),
+            // Several header lines are one list, in order.
+            (&["203.0.113.7", "10.9.8.7, 198.51.100.9"], 2, "203.0.113.7"),
+            (&["2001:db8::5 , 198.51.100.9"], 1, "2001:db8::5"),
+            // Too short a chain: the request did not come through the proxies.
+            (&["198.51.100.9"], 1, PEER),
+            (&["203.0.113.7"], 2, PEER),
+            // What stands at the proxy's place is not an address.
+            (&["203.0.113.7:443, unknown"], 1, PEER),
+        ];
+        for (forwarded_for, proxies, caller) in cases {
+            let values = forwarded_for.iter().map(|value| value.as_bytes());
+            let got = client_address(PEER, values, proxies);
+            assert_eq!(got, caller, "{forwarded_for:?} behind {proxies}");
+        }
+    }
+
+    #[test]
+    fn a_client_entry_that_is_not_text_does_not_hide_the_proxy_entry() {
+        let forwarded_for: &[u8] = b"caf\xe9 \xff, 203.0.113.7";
+
+        let caller = client_address("198.51.100.9", std::iter::once(forwarded_for), 1);
+
+        assert_eq!(caller, "203.0.113.7");
+    }
 
     #[test]
     fn a_source_is_counted_by_its_address_or_its_ipv6_slash_64() {

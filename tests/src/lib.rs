@@ -77,9 +77,12 @@ impl Resp {
     }
 }
 
+#[derive(Clone)]
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// Sent with every request, beside the ones each request sets.
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Api {
@@ -109,7 +112,17 @@ impl Api {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            headers: reqwest::header::HeaderMap::new(),
         }
+    }
+
+    /// The same client, sending `X-Forwarded-For: {chain}` with every request: a proxy in
+    /// front of the API, or a client that forges the header.
+    pub fn forwarding_for(&self, chain: &str) -> Self {
+        let mut forwarding = self.clone();
+        let value = reqwest::header::HeaderValue::from_str(chain).expect("a header value");
+        forwarding.headers.insert("x-forwarded-for", value);
+        forwarding
     }
 
     pub fn base(&self) -> &str {
@@ -124,7 +137,10 @@ impl Api {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Resp> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .headers(self.headers.clone());
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }

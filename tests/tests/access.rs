@@ -200,13 +200,7 @@ async fn failed_sign_ins_across_many_addresses_are_limited_per_source_ip() {
     let guesser = Api::from_address(&stack, [127, 0, 0, 2]);
     let elsewhere = Api::from_address(&stack, [127, 0, 0, 3]);
 
-    // One guess at each of 100 addresses: none comes near its own limit of 10.
-    for _ in 0..100 {
-        guesser
-            .sign_in("admin", &unique_email("stuffed"), "leaked password 1")
-            .await
-            .assert_problem(401, "invalid_credentials");
-    }
+    stuff_credentials(|_| guesser.clone()).await;
     let limited = guesser
         .sign_in("admin", stack.admin_email(), stack.admin_password())
         .await;
@@ -248,6 +242,52 @@ async fn forgot_password_is_limited_per_source_ip_across_addresses() {
             .status,
         202
     );
+}
+
+#[tokio::test]
+async fn a_forged_forwarded_for_does_not_escape_the_per_source_limit() {
+    let stack = TestStack::start().await.unwrap();
+    let guesser = Api::from_address(&stack, [127, 0, 0, 6]);
+
+    // No proxy is trusted by default: each guess claims another address, in vain.
+    stuff_credentials(|n| guesser.forwarding_for(&format!("192.0.2.{n}"))).await;
+    let limited = guesser
+        .forwarding_for("192.0.2.200")
+        .sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await;
+
+    limited.assert_problem(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_source_limit_counts_the_caller_it_forwards() {
+    let stack = stack_with("TRUSTED_PROXY_COUNT", "1").await;
+    let proxy = Api::from_address(&stack, [127, 0, 0, 7]);
+
+    // The guesser forges an entry of its own; the proxy appends the address it saw.
+    stuff_credentials(|n| proxy.forwarding_for(&format!("192.0.2.{n}, 203.0.113.7"))).await;
+    let limited = proxy
+        .forwarding_for("203.0.113.7")
+        .sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await;
+    let someone_else = proxy
+        .forwarding_for("203.0.113.8")
+        .sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await;
+
+    limited.assert_problem(429, "rate_limited");
+    assert_eq!(someone_else.status, 200, "{}", someone_else.text);
+}
+
+/// One wrong guess at each of 100 made-up addresses, the `n`th sent by `client(n)`: none comes
+/// near its own limit of 10, and together they reach the limit of their source.
+async fn stuff_credentials(client: impl Fn(usize) -> Api) {
+    for n in 0..100 {
+        client(n)
+            .sign_in("admin", &unique_email("stuffed"), "leaked password 1")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
 }
 
 /// Ten failed sign-ins of `email` in `tenant`, then the proof that the address is locked.

@@ -97,7 +97,8 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let email =
         Email::parse(&body.email).map_err(|e| Problem::new(Code::InvalidEmail, e.to_string()))?;
     let tenant = TenantId::parse(body.tenant.trim()).ok();
-    let ip = http::source_network(req).unwrap_or_else(|| "unknown".into());
+    let ip =
+        http::source_network(req, app.config.trusted_proxies).unwrap_or_else(|| "unknown".into());
     let too_many = "Too many reset requests; wait a while and try again.";
     super::hourly_budget(
         app,

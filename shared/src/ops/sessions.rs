@@ -105,7 +105,8 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     // limit slows password guessing without telling anyone which addresses exist; and per
     // source IP, so that guessing across many addresses is slowed too.
     let failures_key = email.as_ref().map(failures_key);
-    let network_key = http::source_network(req).map(|n| network_failures_key(&n));
+    let network_key =
+        http::source_network(req, app.config.trusted_proxies).map(|n| network_failures_key(&n));
     // (counter, its limit, the refusal once it is reached)
     let windows: Vec<(&str, u64, &str)> = [
         failures_key.as_deref().map(|key| {
