@@ -1,5 +1,5 @@
 //! Properties of everything that parses hostile input: email addresses, the invitation CSV,
-//! link tokens, session JWTs and the JSON request bodies. Each property holds for every input
+//! link tokens, session JWTs, the JSON request bodies and the X-Forwarded-For chain. Each property holds for every input
 //! proptest generates; a failing case is shrunk and saved under `proptest-regressions/`.
 //!
 //! Case counts are kept low enough that the whole file runs in seconds in a debug build;
@@ -601,6 +601,81 @@ mod session {
             let signature = if keep_signature { signature } else { "" };
             let forged = format!("{header}.{payload}.{signature}");
             prop_assert!(verify(&keys(), &forged).is_err(), "{forged} accepted");
+        }
+    }
+}
+
+mod source {
+    use std::net::IpAddr;
+
+    use super::*;
+    use latchkey::http::source_network;
+    use latchkey::lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+    use latchkey::lambda_http::http::HeaderValue;
+    use latchkey::lambda_http::request::RequestContext;
+    use latchkey::lambda_http::{Body, Request, RequestExt};
+
+    /// A request API Gateway received from `peer` with this X-Forwarded-For.
+    fn request(peer: IpAddr, forwarded_for: &[u8]) -> Request {
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.http.source_ip = Some(peer.to_string());
+        let mut req =
+            Request::new(Body::Empty).with_request_context(RequestContext::ApiGatewayV2(context));
+        let value = HeaderValue::from_bytes(forwarded_for).expect("a header value");
+        req.headers_mut().insert("x-forwarded-for", value);
+        req
+    }
+
+    /// What a client may write in the header itself: addresses, commas, spaces and any other
+    /// byte a header value can carry, text or not.
+    fn client_written() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"0123456789.:, ".to_vec()),
+            1 => 0x20u8..0x7f,
+            1 => 0x80u8..=0xff,
+        ];
+        prop::collection::vec(byte, 0..64)
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        #[test]
+        fn what_a_client_writes_before_trusted_proxies_never_changes_its_source(
+            prefix in client_written(),
+            caller in any::<IpAddr>(),
+            proxies in prop::collection::vec(any::<IpAddr>(), 1..=5),
+            gateway_appends_the_peer in any::<bool>(),
+        ) {
+            let mut everyone = proxies.clone();
+            everyone.push(caller);
+            everyone.sort();
+            everyone.dedup();
+            prop_assume!(everyone.len() == proxies.len() + 1);
+            // The caller reached the first proxy, each proxy appended who called it, and the
+            // last one (API Gateway's peer) called the API.
+            let (peer, forwarders) = proxies.split_last().unwrap();
+            let mut chain: Vec<IpAddr> = std::iter::once(caller).chain(forwarders.iter().copied()).collect();
+            if gateway_appends_the_peer {
+                chain.push(*peer);
+            }
+            let chain = chain.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+            let forged = [prefix.as_slice(), b", ", chain.as_bytes()].concat();
+            let trusted = proxies.len() as u8;
+
+            let source = source_network(&request(*peer, &forged), trusted);
+
+            prop_assert_eq!(source, source_network(&request(caller, b""), 0));
+        }
+
+        #[test]
+        fn with_no_trusted_proxy_the_header_is_never_read(
+            header in client_written(),
+            peer in any::<IpAddr>(),
+        ) {
+            let source = source_network(&request(peer, &header), 0);
+
+            prop_assert_eq!(source, source_network(&request(peer, b""), 0));
         }
     }
 }
