@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -63,6 +63,8 @@ pub struct GatewayConfig {
     pub upload_bucket: Option<String>,
     /// Function output goes here instead of this process's stderr.
     pub log_file: Option<PathBuf>,
+    /// Function output is also kept here, line by line (test stacks).
+    pub kept_output: Option<Arc<Mutex<Vec<String>>>>,
     /// How long every instance may take to come up.
     pub startup_timeout: Duration,
 }
@@ -80,6 +82,7 @@ impl GatewayConfig {
             moto_url: None,
             upload_bucket: None,
             log_file: None,
+            kept_output: None,
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -136,6 +139,10 @@ impl Gateway {
         let log = match &config.log_file {
             Some(path) => LogSink::file(path)?,
             None => LogSink::Stderr,
+        };
+        let log = match &config.kept_output {
+            Some(lines) => LogSink::Kept(Box::new(log), Arc::clone(lines)),
+            None => log,
         };
         let spawn = Arc::new(SpawnConfig {
             bin_dir: config.bin_dir.clone(),

@@ -59,6 +59,9 @@ pub enum LogSink {
     File(Arc<Mutex<File>>),
     /// Kept only in memory (for error messages) and traced at debug level.
     Quiet,
+    /// Written to the inner sink and kept in `lines` too: a test stack's functions' output,
+    /// for the tests that read what the functions logged.
+    Kept(Box<LogSink>, Arc<Mutex<Vec<String>>>),
 }
 
 impl LogSink {
@@ -84,6 +87,10 @@ impl LogSink {
                 let _ = writeln!(lock(file), "[{label}] {line}");
             }
             Self::Quiet => tracing::debug!(target: "latchkey_local::child", "[{label}] {line}"),
+            Self::Kept(inner, lines) => {
+                inner.write(label, line);
+                lock(lines).push(format!("[{label}] {line}"));
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! assumes it is alone: names are random and the setup steps are idempotent.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -19,6 +20,8 @@ use crate::template::Template;
 /// A running stack for one test; everything stops when it is dropped.
 pub struct TestStack {
     gateway: Gateway,
+    /// Every line its functions wrote, also written to `LATCHKEY_LOG_FILE` when set.
+    output: Arc<Mutex<Vec<String>>>,
     url: String,
     table_name: String,
     upload_bucket: String,
@@ -99,6 +102,12 @@ impl TestStack {
 
     pub fn admin_password(&self) -> &str {
         &self.admin_password
+    }
+
+    /// The lines its functions have written so far (logs and metrics), each prefixed with
+    /// `[function]`.
+    pub fn function_output(&self) -> Vec<String> {
+        crate::process::lock(&self.output).clone()
     }
 
     pub fn gateway(&self) -> &Gateway {
@@ -279,6 +288,8 @@ impl TestStackBuilder {
         config.moto_url = Some(endpoints.moto.clone());
         config.upload_bucket = Some(prepared.upload_bucket.clone());
         config.log_file = var("LATCHKEY_LOG_FILE");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        config.kept_output = Some(Arc::clone(&output));
         let gateway = Gateway::start(config)
             .await
             .context("starting the test stack's gateway")?;
@@ -294,6 +305,7 @@ impl TestStackBuilder {
         Ok(TestStack {
             url: gateway.url(),
             gateway,
+            output,
             table_name,
             upload_bucket: prepared.upload_bucket,
             aws,

@@ -245,6 +245,39 @@ async fn forgot_password_is_limited_per_source_ip_across_addresses() {
 }
 
 #[tokio::test]
+async fn a_network_refused_for_failed_sign_ins_is_logged_and_counted_for_the_operator() {
+    let stack = TestStack::start().await.unwrap();
+    let guesser = Api::from_address(&stack, [127, 0, 0, 8]);
+
+    stuff_credentials(|_| guesser.clone()).await;
+    guesser
+        .sign_in("admin", stack.admin_email(), stack.admin_password())
+        .await
+        .assert_problem(429, "rate_limited");
+
+    let output = stack.function_output();
+    let metric = |name: &str| {
+        output
+            .iter()
+            .filter_map(|line| {
+                serde_json::from_str::<serde_json::Value>(line.split_once("] ")?.1).ok()
+            })
+            .filter(|line| line[name] == 1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(metric("SignInFailed").len(), 100);
+    let refused = metric("SignInRefused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["Limit"], "source");
+    assert!(
+        output
+            .iter()
+            .any(|line| line.contains("sign-in refused") && line.contains("\"127.0.0.8\"")),
+        "no log line names the refused network"
+    );
+}
+
+#[tokio::test]
 async fn a_forged_forwarded_for_does_not_escape_the_per_source_limit() {
     let stack = TestStack::start().await.unwrap();
     let guesser = Api::from_address(&stack, [127, 0, 0, 6]);

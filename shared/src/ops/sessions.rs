@@ -61,6 +61,18 @@ pub async fn sign_in_state(
     })
 }
 
+/// One failure window a sign-in is held to.
+struct Window<'a> {
+    /// Its counter's key.
+    key: &'a str,
+    /// Failures after which it refuses.
+    max: u64,
+    /// Which limit it is, in the log and the `SignInRefused` metric.
+    limit: &'static str,
+    /// The 429's detail once it refuses.
+    refusal: &'static str,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
@@ -105,32 +117,44 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     // limit slows password guessing without telling anyone which addresses exist; and per
     // source IP, so that guessing across many addresses is slowed too.
     let failures_key = email.as_ref().map(failures_key);
-    let network_key =
-        http::source_network(req, app.config.trusted_proxies).map(|n| network_failures_key(&n));
-    // (counter, its limit, the refusal once it is reached)
-    let windows: Vec<(&str, u64, &str)> = [
-        failures_key.as_deref().map(|key| {
-            let refusal = "Too many failed sign-ins for this address. Wait and try again, or \
-                           reset the password with 'forgot password'.";
-            (key, MAX_FAILURES, refusal)
+    let network = http::source_network(req, app.config.trusted_proxies);
+    let network_key = network.as_deref().map(network_failures_key);
+    let windows: Vec<Window> = [
+        failures_key.as_deref().map(|key| Window {
+            key,
+            max: MAX_FAILURES,
+            limit: "address",
+            refusal: "Too many failed sign-ins for this address. Wait and try again, or reset \
+                      the password with 'forgot password'.",
         }),
-        network_key.as_deref().map(|key| {
-            let refusal = "Too many failed sign-ins from this network. Wait and try again.";
-            (key, MAX_FAILURES_PER_IP, refusal)
+        network_key.as_deref().map(|key| Window {
+            key,
+            max: MAX_FAILURES_PER_IP,
+            limit: "source",
+            refusal: "Too many failed sign-ins from this network. Wait and try again.",
         }),
     ]
     .into_iter()
     .flatten()
     .collect();
-    let counters: Vec<&str> = windows.iter().map(|(key, ..)| *key).collect();
+    let counters: Vec<&str> = windows.iter().map(|w| w.key).collect();
     let within_limit = async {
         let (counts, retry_after) = app
             .store
             .rate_windows(&counters, FAILURE_WINDOW, now())
             .await?;
-        match windows.iter().zip(counts).find(|((_, max, _), n)| n >= max) {
-            Some(((.., refusal), _)) => {
-                Err(Problem::new(Code::RateLimited, *refusal).retry_after(retry_after))
+        match windows.iter().zip(counts).find(|(w, n)| *n >= w.max) {
+            Some((window, _)) => {
+                // Operators alarm on this (the template's SignInSourceLockedAlarm) and may
+                // block the network upstream; the address is logged redacted only.
+                tracing::warn!(
+                    limit = window.limit,
+                    network = network.as_deref().unwrap_or("unknown"),
+                    email = email.as_ref().map(Email::redacted).as_deref().unwrap_or(""),
+                    "sign-in refused: too many failed sign-ins"
+                );
+                crate::telemetry::metric("SignInRefused", &[("Limit", window.limit)]);
+                Err(Problem::new(Code::RateLimited, window.refusal).retry_after(retry_after))
             }
             None => Ok(()),
         }
@@ -176,6 +200,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
                     .rate_limit(key, u32::MAX, FAILURE_WINDOW, 1, now())
             }))
             .await?;
+            crate::telemetry::metric("SignInFailed", &[]);
             return Err(SignInError::InvalidCredentials.into());
         }
     };
