@@ -15,6 +15,10 @@
 # 4. Every events/*.json is valid JSON; every function with a
 #    Metadata.BuildProperties.Binary has at least one events/<binary>*.json;
 #    every HTTP API 2.0 sample's routeKey is a route of that binary.
+# 5. Every alarm on the functions' own metrics (namespace Latchkey) watches a
+#    metric name and dimension names that the common crate writes: cfn-lint
+#    cannot know them, and a renamed metric would leave an alarm that never
+#    fires.
 #
 # Tools: cfn-lint and a python with samtranslator, taken from the project's
 # venv (${LATCHKEY_VENV:-.local/venv}) if present, else from PATH. Nothing is
@@ -256,10 +260,49 @@ sys.exit(1 if findings else 0)
 PY
 }
 
+# The metric and dimension names of every Latchkey-namespace alarm, each quoted
+# somewhere in shared/src (where the EMF lines are written).
+check_alarm_metrics() {
+  "$PYTHON" - "$TEMPLATE" shared/src <<'PY'
+import glob
+import os
+import sys
+
+from samtranslator.yaml_helper import yaml_parse
+
+template_path, src = sys.argv[1], sys.argv[2]
+with open(template_path, encoding="utf-8") as f:
+    template = yaml_parse(f.read())
+code = ""
+for path in glob.glob(os.path.join(src, "**", "*.rs"), recursive=True):
+    with open(path, encoding="utf-8") as f:
+        code += f.read()
+
+findings = []
+checked = 0
+for logical_id, res in (template.get("Resources") or {}).items():
+    props = res.get("Properties") or {}
+    if res.get("Type") != "AWS::CloudWatch::Alarm" or props.get("Namespace") != "Latchkey":
+        continue
+    checked += 1
+    names = [props.get("MetricName")] + [d.get("Name") for d in props.get("Dimensions") or []]
+    for name in names:
+        if f'"{name}"' not in code:
+            findings.append(f"{logical_id}: {name!r} is written nowhere in {src} (a renamed metric?)")
+print(f"{checked} alarm(s) on the Latchkey namespace")
+if not checked:
+    findings.append("no alarm watches a Latchkey metric: is the namespace still Latchkey?")
+for finding in findings:
+    print(f"finding: {finding}")
+sys.exit(1 if findings else 0)
+PY
+}
+
 step "cfn-lint on the SAM template ($TEMPLATE)" lint_sam
 step "expand the SAM transform (aws-sam-translator, offline)" expand_sam
 step "cfn-lint on the expanded CloudFormation template" lint_expanded
 step "inline policies and sample events ($EVENTS_DIR/)" check_policies_and_events
+step "alarms on the functions' metrics" check_alarm_metrics
 
 echo
 echo "lint-template: $passed passed, $failed failed"
