@@ -318,6 +318,16 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_chain_a_client_wrote_still_yields_the_caller_the_proxy_saw() {
+        let forged = "192.0.2.1, ".repeat(100_000);
+        let forwarded_for = format!("{forged}203.0.113.7");
+
+        let caller = client_address("198.51.100.9", std::iter::once(forwarded_for.as_bytes()), 1);
+
+        assert_eq!(caller, "203.0.113.7");
+    }
+
+    #[test]
     fn a_client_entry_that_is_not_text_does_not_hide_the_proxy_entry() {
         let forwarded_for: &[u8] = b"caf\xe9 \xff, 203.0.113.7";
 
