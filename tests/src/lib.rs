@@ -27,6 +27,15 @@ pub async fn stack_with_mail_budget(mails: u32) -> TestStack {
     stack_with("INVITE_MAIL_PER_HOUR", mails.to_string()).await
 }
 
+/// The EMF lines among a stack's function output that count one `name` each.
+pub fn metric_lines(output: &[String], name: &str) -> Vec<Value> {
+    output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line.split_once("] ")?.1).ok())
+        .filter(|line| line[name] == 1)
+        .collect()
+}
+
 /// A response, with the body parsed as JSON when it is JSON.
 #[derive(Debug)]
 pub struct Resp {

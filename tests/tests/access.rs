@@ -225,12 +225,7 @@ async fn forgot_password_is_limited_per_source_ip_across_addresses() {
     let asker = Api::from_address(&stack, [127, 0, 0, 4]);
     let elsewhere = Api::from_address(&stack, [127, 0, 0, 5]);
 
-    let asks = (0..30).map(|_| async {
-        let nobody = unique_email("nobody");
-        asker.forgot("admin", &nobody).await.status
-    });
-    let statuses = futures::future::join_all(asks).await;
-    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    ask_for_30_resets(&asker).await;
     let refused = asker.forgot("admin", &unique_email("nobody")).await;
 
     refused.assert_problem(429, "rate_limited");
@@ -256,17 +251,8 @@ async fn a_network_refused_for_failed_sign_ins_is_logged_and_counted_for_the_ope
         .assert_problem(429, "rate_limited");
 
     let output = stack.function_output();
-    let metric = |name: &str| {
-        output
-            .iter()
-            .filter_map(|line| {
-                serde_json::from_str::<serde_json::Value>(line.split_once("] ")?.1).ok()
-            })
-            .filter(|line| line[name] == 1)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(metric("SignInFailed").len(), 100);
-    let refused = metric("SignInRefused");
+    assert_eq!(metric_lines(&output, "SignInFailed").len(), 100);
+    let refused = metric_lines(&output, "SignInRefused");
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["Limit"], "source");
     assert!(
@@ -321,6 +307,41 @@ async fn stuff_credentials(client: impl Fn(usize) -> Api) {
             .await
             .assert_problem(401, "invalid_credentials");
     }
+}
+
+#[tokio::test]
+async fn a_network_refused_forgot_password_is_logged_and_counted_for_the_operator() {
+    // Each answer is held to a second: enough instances to answer the 30 asks at once.
+    let stack = TestStack::builder().instances(8).start().await.unwrap();
+    let asker = Api::from_address(&stack, [127, 0, 0, 10]);
+
+    ask_for_30_resets(&asker).await;
+    asker
+        .forgot("admin", &unique_email("nobody"))
+        .await
+        .assert_problem(429, "rate_limited");
+
+    let output = stack.function_output();
+    let refused = metric_lines(&output, "ForgotPasswordRefused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["Limit"], "source");
+    assert!(
+        output.iter().any(
+            |line| line.contains("forgot password refused") && line.contains("\"127.0.0.10\"")
+        ),
+        "no log line names the refused network"
+    );
+}
+
+/// 30 "forgot password" asks at once from `asker`, for as many made-up addresses: each is
+/// answered 202, and together they spend the source's hourly limit.
+async fn ask_for_30_resets(asker: &Api) {
+    let asks = (0..30).map(|_| async {
+        let nobody = unique_email("nobody");
+        asker.forgot("admin", &nobody).await.status
+    });
+    let statuses = futures::future::join_all(asks).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
 }
 
 /// Ten failed sign-ins of `email` in `tenant`, then the proof that the address is locked.

@@ -100,20 +100,33 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let ip =
         http::source_network(req, app.config.trusted_proxies).unwrap_or_else(|| "unknown".into());
     let too_many = "Too many reset requests; wait a while and try again.";
+    // As for sign-in, a refusal is the operator's to see: it may be someone mail-bombing an
+    // inbox, or a whole office behind one address.
+    let refused = |limit: &'static str| {
+        let (ip, email) = (&ip, &email);
+        move |problem: &Problem| {
+            if problem.code == Code::RateLimited {
+                tracing::warn!(limit, network = %ip, email = %email.redacted(), "forgot password refused: too many requests");
+                crate::telemetry::metric("ForgotPasswordRefused", &[("Limit", limit)]);
+            }
+        }
+    };
     super::hourly_budget(
         app,
         &format!("forgot-ip#{ip}"),
         FORGOT_PER_IP_PER_HOUR,
         too_many,
     )
-    .await?;
+    .await
+    .inspect_err(refused("source"))?;
     super::hourly_budget(
         app,
         &format!("forgot#{email}"),
         FORGOT_PER_ADDRESS_PER_HOUR,
         too_many,
     )
-    .await?;
+    .await
+    .inspect_err(refused("address"))?;
 
     // Two reads on every path: the address claim, then the user (or a user that cannot exist).
     let id = app.store.find_user_id(&email).await?;
