@@ -106,7 +106,12 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         let (ip, email) = (&ip, &email);
         move |problem: &Problem| {
             if problem.code == Code::RateLimited {
-                tracing::warn!(limit, network = %ip, email = %email.redacted(), "forgot password refused: too many requests");
+                tracing::warn!(
+                    limit,
+                    network = %ip,
+                    email = %email.redacted(),
+                    "forgot password refused: too many requests"
+                );
                 crate::telemetry::metric("ForgotPasswordRefused", &[("Limit", limit)]);
             }
         }
