@@ -841,7 +841,7 @@ impl Store {
         Ok((counts.first().copied().unwrap_or(0), retry_after))
     }
 
-    /// The count of the current fixed window of each of `keys` (in their order) and the
+    /// The count of the current fixed window of each of `names` (in their order) and the
     /// seconds until the window ends, without adding to them (one read: callers that count
     /// only failures look before they act).
     pub async fn rate_windows(
@@ -867,18 +867,17 @@ impl Store {
                 vec![item.as_ref().map_or(0, hits)]
             }
             _ => {
+                let windows: Vec<(String, String)> =
+                    names.iter().map(|n| keys::rate(n, start)).collect();
                 let found: HashMap<String, u64> = self
-                    .batch_get(
-                        OPERATION,
-                        names.iter().map(|n| keys::rate(n, start)).collect(),
-                    )
+                    .batch_get(OPERATION, windows.clone())
                     .await?
                     .iter()
                     .filter_map(|item| Some((item.get("PK")?.as_s().ok()?.clone(), hits(item))))
                     .collect();
-                names
+                windows
                     .iter()
-                    .map(|n| found.get(&keys::rate(n, start).0).copied().unwrap_or(0))
+                    .map(|(pk, _)| found.get(pk).copied().unwrap_or(0))
                     .collect()
             }
         };
