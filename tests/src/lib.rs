@@ -86,6 +86,23 @@ impl Resp {
     }
 }
 
+/// Of answers to requests raced against each other, the index of the only one with status
+/// `won`; every other must be the problem `lost`, a (status, code) pair.
+#[track_caller]
+pub fn the_only_winner(answers: &[Resp], won: u16, lost: (u16, &str)) -> usize {
+    let winners: Vec<usize> = (0..answers.len())
+        .filter(|&i| answers[i].status == won)
+        .collect();
+    let texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(winners.len(), 1, "exactly one should win: {texts:?}");
+    for (i, answer) in answers.iter().enumerate() {
+        if i != winners[0] {
+            answer.assert_problem(lost.0, lost.1);
+        }
+    }
+    winners[0]
+}
+
 #[derive(Clone)]
 pub struct Api {
     base: String,
@@ -575,6 +592,15 @@ impl Api {
             "/v1/password/reset",
             None,
             &serde_json::json!({"token": token, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn email_change(&self, token: &str, user_id: &str, new_email: &str) -> Resp {
+        self.post(
+            &format!("/v1/users/{user_id}/email-change"),
+            Some(token),
+            &serde_json::json!({"new_email": new_email}),
         )
         .await
     }

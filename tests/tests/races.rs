@@ -1,5 +1,5 @@
 //! Races on one invitation: resend against accept, resend against resend, sweep against
-//! resend, delete against accept, sweep against accept.
+//! resend, delete against accept, sweep against accept; and on one tenant subdomain.
 
 use latchkey_tests::*;
 use serde_json::json;
@@ -262,5 +262,50 @@ async fn a_sweep_racing_accepts_at_the_deadline_expires_only_those_not_accepted(
     assert!(
         claims.iter().all(|c| *c == 1),
         "each address stays claimed, by an account or by its expired invitation: {claims:?}"
+    );
+}
+
+#[tokio::test]
+async fn of_concurrent_creations_of_one_subdomain_exactly_one_succeeds() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let subdomain = unique("claimed");
+    let names: Vec<String> = (0..8).map(|i| format!("Claimant {i}")).collect();
+
+    let bodies: Vec<_> = names
+        .iter()
+        .map(|name| json!({"name": name, "subdomain": subdomain}))
+        .collect();
+
+    let answers = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| api.post("/v1/tenants", Some(&admin), body)),
+    )
+    .await;
+
+    let winner = the_only_winner(&answers, 201, (409, "tenant_exists"));
+    let mut listed = Vec::new();
+    let mut path = "/v1/tenants".to_owned();
+    loop {
+        let page = api.get(&path, Some(&admin)).await;
+        let tenants = page.json["tenants"].as_array().unwrap();
+        listed.extend(
+            tenants
+                .iter()
+                .filter(|t| t["id"] == subdomain.as_str())
+                .cloned(),
+        );
+        match page.json["next_cursor"].as_str() {
+            Some(next) => path = format!("/v1/tenants?cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0]["name"],
+        names[winner].as_str(),
+        "the winner's tenant stands"
     );
 }

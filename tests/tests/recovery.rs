@@ -3,6 +3,7 @@
 
 use latchkey_tests::*;
 use serde_json::json;
+use std::time::Duration;
 
 const NEW_PASSWORD: &str = "an entirely new passphrase";
 
@@ -217,13 +218,7 @@ async fn a_lost_mailbox_moves_the_same_user_to_a_new_address_on_confirmation() {
     api.patch_role(&admin, &id, "admin").await;
     let new = unique_email("moved");
 
-    let asked = api
-        .post(
-            &format!("/v1/users/{id}/email-change"),
-            Some(&admin),
-            &json!({"new_email": new}),
-        )
-        .await;
+    let asked = api.email_change(&admin, &id, &new).await;
 
     assert_eq!(asked.status, 202, "{}", asked.text);
     assert_eq!(
@@ -280,20 +275,11 @@ async fn an_email_change_to_a_taken_address_is_refused_before_and_at_confirmatio
     let api = Api::new(&stack);
     let (admin, tenant, _, id) = tenant_with_active_user(&stack, &api).await;
     let (taken, _) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
-    api.post(
-        &format!("/v1/users/{id}/email-change"),
-        Some(&admin),
-        &json!({"new_email": taken}),
-    )
-    .await
-    .assert_problem(409, "already_exists");
+    api.email_change(&admin, &id, &taken)
+        .await
+        .assert_problem(409, "already_exists");
     let new = unique_email("race");
-    api.post(
-        &format!("/v1/users/{id}/email-change"),
-        Some(&admin),
-        &json!({"new_email": new}),
-    )
-    .await;
+    api.email_change(&admin, &id, &new).await;
     let (_, token) = mailed_link(&stack, &new, "verify-email").await.unwrap();
     api.invite(&admin, &tenant, json!([{"email": new}])).await;
 
@@ -306,6 +292,130 @@ async fn an_email_change_to_a_taken_address_is_refused_before_and_at_confirmatio
         1,
         "still one account per address"
     );
+}
+
+#[tokio::test]
+async fn of_concurrent_resets_with_one_link_exactly_one_password_stands() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_active_user(&stack, &api).await;
+    api.admin_reset(&admin, &id).await;
+    let (_, token) = mailed_link(&stack, &email, "reset-password").await.unwrap();
+    let passwords: Vec<String> = (0..4)
+        .map(|i| format!("candidate passphrase {i}"))
+        .collect();
+
+    let results =
+        futures::future::join_all(passwords.iter().map(|p| api.reset_password(&token, p))).await;
+
+    let winner = the_only_winner(&results, 200, (409, "token_used"));
+    for (i, password) in passwords.iter().enumerate() {
+        let expected = if i == winner { 200 } else { 401 };
+        assert_eq!(
+            api.sign_in(&tenant, &email, password).await.status,
+            expected,
+            "password {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn of_two_accounts_confirming_a_move_to_one_address_at_once_exactly_one_moves() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
+    for _ in 0..3 {
+        let mut people = Vec::new();
+        for _ in 0..2 {
+            people.push(invite_and_accept(&stack, &api, &admin, &tenant, "member").await);
+        }
+        let wanted = unique_email("wanted");
+        for (_, id) in &people {
+            assert_eq!(api.email_change(&admin, id, &wanted).await.status, 202);
+        }
+        let tokens = mailed_tokens(&stack, &wanted, "verify-email").await;
+        assert_eq!(tokens.len(), 2);
+
+        let (a, b) = tokio::join!(api.verify_email(&tokens[0]), api.verify_email(&tokens[1]));
+
+        the_only_winner(&[a, b], 200, (409, "already_exists"));
+        let mut moved = 0;
+        for (old, id) in &people {
+            let now = api.user(&admin, id).await.json["email"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let (claims_of_old, signs_in_as) = if now == wanted {
+                moved += 1;
+                (0, &wanted)
+            } else {
+                assert_eq!(&now, old, "the account that lost keeps its address");
+                (1, old)
+            };
+            assert_eq!(
+                items_with_prefix(&stack, &format!("EMAIL#{old}")).await,
+                claims_of_old
+            );
+            assert_eq!(
+                api.sign_in(&tenant, signs_in_as, PASSWORD).await.status,
+                200
+            );
+        }
+        assert_eq!(moved, 1);
+        assert_eq!(
+            items_with_prefix(&stack, &format!("EMAIL#{wanted}")).await,
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_move_confirmed_while_its_address_is_invited_leaves_the_address_to_exactly_one_account() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
+    let mut outcomes = Vec::new();
+    // The invite signs in and checks more before it writes, so an undelayed confirmation
+    // always lands first; it is held back a little longer each round to fall on every step.
+    for round in 0..8 {
+        let (old, id) = invite_and_accept(&stack, &api, &admin, &tenant, "member").await;
+        let contested = unique_email("contested");
+        api.email_change(&admin, &id, &contested).await;
+        let (_, token) = mailed_link(&stack, &contested, "verify-email")
+            .await
+            .unwrap();
+
+        let confirm = async {
+            tokio::time::sleep(Duration::from_millis(2 * round)).await;
+            api.verify_email(&token).await
+        };
+
+        let (moved, invited) = tokio::join!(
+            confirm,
+            api.invite(&admin, &tenant, json!([{"email": contested}]))
+        );
+
+        let row = &invited.json["results"][0];
+        let email = api.user(&admin, &id).await.json["email"].clone();
+        match (moved.status, row["status"].as_str()) {
+            (200, Some("rejected")) => {
+                assert_eq!(row["error"]["code"], "already_exists", "{row}");
+                assert_eq!(email, contested.as_str());
+            }
+            (409, Some("invited")) => {
+                moved.assert_problem(409, "already_exists");
+                assert_eq!(email, old.as_str());
+            }
+            other => panic!("both or neither took it: {other:?} {} {row}", moved.text),
+        }
+        assert_eq!(
+            items_with_prefix(&stack, &format!("EMAIL#{contested}")).await,
+            1,
+            "one account per address"
+        );
+        outcomes.push(moved.status);
+    }
+    eprintln!("confirmation outcomes: {outcomes:?}");
 }
 
 #[tokio::test]
@@ -430,12 +540,7 @@ async fn the_table_holds_no_raw_recovery_token_and_no_password_after_every_flow(
     api.reset_password(resets.last().unwrap(), NEW_PASSWORD)
         .await;
     let new = unique_email("scan");
-    api.post(
-        &format!("/v1/users/{id}/email-change"),
-        Some(&admin),
-        &json!({"new_email": new}),
-    )
-    .await;
+    api.email_change(&admin, &id, &new).await;
     let change = mailed_tokens(&stack, &new, "verify-email").await;
     api.verify_email(&change[0]).await;
     let link = api.access_link(&admin, &id).await;
