@@ -219,6 +219,69 @@ async fn failed_sign_ins_across_many_addresses_are_limited_per_source_ip() {
 }
 
 #[tokio::test]
+async fn wrong_guesses_at_one_address_sent_at_once_get_no_more_tries_than_its_limit() {
+    // Each instance answers one request at a time, as on Lambda: 8 let the guesses overlap.
+    let stack = TestStack::builder().instances(8).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_active_user(&stack, &api).await;
+
+    let tried = guesses_at_once(40, |_| api.sign_in(&tenant, &email, "wrong password guess")).await;
+
+    assert_eq!(tried, 10, "the limit per address is 10 failures");
+    api.sign_in(&tenant, &email, PASSWORD)
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn wrong_guesses_from_one_source_sent_at_once_get_no_more_tries_than_its_limit() {
+    let stack = TestStack::builder().instances(8).start().await.unwrap();
+    let guesser = Api::from_address(&stack, [127, 0, 0, 12]);
+    let addresses: Vec<String> = (0..130).map(|_| unique_email("stuffed")).collect();
+
+    let tried = guesses_at_once(addresses.len(), |i| {
+        guesser.sign_in("admin", &addresses[i], "leaked password 1")
+    })
+    .await;
+
+    assert_eq!(tried, 100, "the limit per source is 100 failures");
+}
+
+#[tokio::test]
+async fn sign_ins_refused_for_a_locked_address_do_not_count_against_their_source() {
+    let stack = TestStack::start().await.unwrap();
+    let api = Api::new(&stack);
+    let (_, tenant, email, _) = tenant_with_active_user(&stack, &api).await;
+    let guesser = Api::from_address(&stack, [127, 0, 0, 13]);
+    lock_out(&guesser, &tenant, &email).await;
+
+    for _ in 0..95 {
+        guesser
+            .sign_in(&tenant, &email, "wrong password guess")
+            .await
+            .assert_problem(429, "rate_limited");
+    }
+
+    guesser
+        .sign_in(&tenant, &unique_email("other"), "wrong password guess")
+        .await
+        .assert_problem(401, "invalid_credentials");
+}
+
+/// Sends `n` sign-ins at once, the `i`th made by `guess(i)`, each meant to fail; returns how
+/// many were tried (401), after checking that every other was refused unheard (429).
+async fn guesses_at_once<F: std::future::Future<Output = Resp>>(
+    n: usize,
+    guess: impl Fn(usize) -> F,
+) -> usize {
+    let answers = futures::future::join_all((0..n).map(guess)).await;
+    for answer in answers.iter().filter(|a| a.status != 401) {
+        answer.assert_problem(429, "rate_limited");
+    }
+    answers.iter().filter(|a| a.status == 401).count()
+}
+
+#[tokio::test]
 async fn forgot_password_is_limited_per_source_ip_across_addresses() {
     // Each answer is held to a second: enough instances to answer the 30 asks at once.
     let stack = TestStack::builder().instances(8).start().await.unwrap();

@@ -12,11 +12,11 @@ use crate::store::items::{now, timestamp};
 use crate::{password, session};
 
 /// Failed sign-ins allowed per address per window before answering 429.
-pub const MAX_FAILURES: u64 = 10;
+pub const MAX_FAILURES: u32 = 10;
 /// Failed sign-ins allowed per source IP per window, whatever the addresses. Credential
 /// stuffing tries a few passwords on each of many addresses, which the per-address limit
 /// never sees; a whole office behind one NAT does not mistype this often.
-pub const MAX_FAILURES_PER_IP: u64 = 100;
+pub const MAX_FAILURES_PER_IP: u32 = 100;
 const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 fn failures_key(email: &Email) -> String {
@@ -53,7 +53,7 @@ pub async fn sign_in_state(
     let (failures, retry_after) = store
         .rate_window(&failures_key(email), FAILURE_WINDOW, now)
         .await?;
-    let locked_until = (failures >= MAX_FAILURES)
+    let locked_until = (failures >= u64::from(MAX_FAILURES))
         .then(|| timestamp(now + chrono::Duration::seconds(retry_after as i64)));
     Ok(SignInState {
         failures,
@@ -66,7 +66,7 @@ struct Window<'a> {
     /// Its counter's key.
     key: &'a str,
     /// Failures after which it refuses.
-    max: u64,
+    max: u32,
     /// Which limit it is, in the log and the `SignInRefused` metric.
     limit: &'static str,
     /// The 429's detail once it refuses.
@@ -137,27 +137,24 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     .into_iter()
     .flatten()
     .collect();
-    let counters: Vec<&str> = windows.iter().map(|w| w.key).collect();
-    let within_limit = async {
-        let (counts, retry_after) = app
-            .store
-            .rate_windows(&counters, FAILURE_WINDOW, now())
-            .await?;
-        match windows.iter().zip(counts).find(|(w, n)| *n >= w.max) {
-            Some((window, _)) => {
-                // Operators alarm on this (the template's SignInSourceLockedAlarm) and may
-                // block the network upstream; the address is logged redacted only.
-                tracing::warn!(
-                    limit = window.limit,
-                    network = network.as_deref().unwrap_or("unknown"),
-                    email = email.as_ref().map(Email::redacted).as_deref().unwrap_or(""),
-                    "sign-in refused: too many failed sign-ins"
-                );
-                crate::telemetry::metric("SignInRefused", &[("Limit", window.limit)]);
-                Err(Problem::new(Code::RateLimited, window.refusal).retry_after(retry_after))
-            }
-            None => Ok(()),
-        }
+    let at = now();
+    // A place in each window is taken before the password is checked, and given back only if
+    // it was right. Reading the counts first instead would let guesses sent at once all pass
+    // the check before any of them counted.
+    let reserve = async {
+        let Some((window, retry_after)) = take_places(app, &windows, at).await? else {
+            return Ok(());
+        };
+        // Operators alarm on this (the template's SignInSourceLockedAlarm) and may block the
+        // network upstream; the address is logged redacted only.
+        tracing::warn!(
+            limit = window.limit,
+            network = network.as_deref().unwrap_or("unknown"),
+            email = email.as_ref().map(Email::redacted).as_deref().unwrap_or(""),
+            "sign-in refused: too many failed sign-ins"
+        );
+        crate::telemetry::metric("SignInRefused", &[("Limit", window.limit)]);
+        Err(Problem::new(Code::RateLimited, window.refusal).retry_after(retry_after))
     };
     let lookup = async {
         let Some(email) = email
@@ -176,17 +173,29 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             }
         }
     };
-    // The window and the account are read at once, one round trip sooner. A refusal drops
-    // the lookup unfinished, so a 429 takes the same time whether or not the account exists.
-    let ((), user) = tokio::try_join!(within_limit, lookup)?;
+    let all_places: Vec<&str> = windows.iter().map(|w| w.key).collect();
+    // The places are taken and the account read at once, one round trip sooner. A refusal
+    // drops the lookup unfinished, so a 429 takes the same time whether or not the account
+    // exists; a failed lookup waits for the places, to give them back.
+    let ((), user) = tokio::try_join!(reserve, async { Ok(lookup.await) })?;
+    let user = match user {
+        Ok(user) => user,
+        Err(problem) => {
+            give_back(app, &all_places, at).await;
+            return Err(problem);
+        }
+    };
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let candidate = body.password.clone();
     let stored = stored_hash.map(str::to_owned);
-    let (verified, hash_cpu) = tokio::task::spawn_blocking(move || {
+    let verification = tokio::task::spawn_blocking(move || {
         password::verify_measured(&candidate, stored.as_deref())
     })
-    .await
-    .map_err(|_| Problem::internal())?;
+    .await;
+    let Ok((verified, hash_cpu)) = verification else {
+        give_back(app, &all_places, at).await;
+        return Err(Problem::internal());
+    };
     let user = match user {
         Some(u)
             if verified && u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref() =>
@@ -194,16 +203,12 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             u
         }
         _ => {
-            // Counted without a limit (the read above refuses): a failure always lands.
-            futures::future::try_join_all(counters.iter().map(|key| {
-                app.store
-                    .rate_limit(key, u32::MAX, FAILURE_WINDOW, 1, now())
-            }))
-            .await?;
+            // The places taken stay taken: they are this failure's count.
             crate::telemetry::metric("SignInFailed", &[]);
             return Err(SignInError::InvalidCredentials.into());
         }
     };
+    give_back(app, &all_places, at).await;
     let (token, expires) = session::issue(
         &app.keys,
         user.id.as_str(),
@@ -229,4 +234,52 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             expires_at: timestamp(expires),
         },
     ))
+}
+
+/// Takes a place in each of `windows` at `at`. When one is past its limit, or its place
+/// cannot be taken, the places taken in the others go back: a sign-in that is not checked is
+/// not counted. A refusal answers the first refusing window and the seconds until it ends.
+async fn take_places<'w, 'k, M: Mailer>(
+    app: &App<M>,
+    windows: &'w [Window<'k>],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(&'w Window<'k>, u64)>, Problem> {
+    let places = futures::future::join_all(
+        windows
+            .iter()
+            .map(|w| app.store.rate_limit(w.key, w.max, FAILURE_WINDOW, 1, at)),
+    )
+    .await;
+    let taken: Vec<&str> = windows
+        .iter()
+        .zip(&places)
+        .filter(|(_, place)| matches!(place, Ok(Ok(()))))
+        .map(|(w, _)| w.key)
+        .collect();
+    if taken.len() < windows.len() {
+        give_back(app, &taken, at).await;
+    }
+    let mut refused = None;
+    for (window, place) in windows.iter().zip(places) {
+        match place {
+            Err(e) => return Err(e.into()),
+            Ok(Err(retry_after)) => refused = refused.or(Some((window, retry_after))),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(refused)
+}
+
+/// Gives back the places a sign-in took in the windows named `keys` at `at`. A place that
+/// cannot be given back stays counted as a failure, which is logged: the sign-in's own answer
+/// does not depend on it.
+async fn give_back<M: Mailer>(app: &App<M>, keys: &[&str], at: chrono::DateTime<chrono::Utc>) {
+    let refunds = keys
+        .iter()
+        .map(|key| app.store.rate_refund(key, FAILURE_WINDOW, 1, at));
+    for result in futures::future::join_all(refunds).await {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "a sign-in's place in a failure window was not given back");
+        }
+    }
 }

@@ -837,51 +837,14 @@ impl Store {
         window: Duration,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
-        let (counts, retry_after) = self.rate_windows(&[key], window, now).await?;
-        Ok((counts.first().copied().unwrap_or(0), retry_after))
-    }
-
-    /// The count of the current fixed window of each of `names` (in their order) and the
-    /// seconds until the window ends, without adding to them (one read: callers that count
-    /// only failures look before they act).
-    pub async fn rate_windows(
-        &self,
-        names: &[&str],
-        window: Duration,
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<u64>, u64), StoreError> {
-        const OPERATION: &str = "rate_windows";
         let (start, window_secs) = window_of(window, now);
         let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
-        let hits = |item: &HashMap<String, AttributeValue>| -> u64 {
-            item.get("hits")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        let counts = match names {
-            [] => Vec::new(),
-            // One window is one GetItem: the narrower action, for the roles that read only one.
-            [name] => {
-                let item = self.get(OPERATION, keys::rate(name, start)).await?;
-                vec![item.as_ref().map_or(0, hits)]
-            }
-            _ => {
-                let windows: Vec<(String, String)> =
-                    names.iter().map(|n| keys::rate(n, start)).collect();
-                let found: HashMap<String, u64> = self
-                    .batch_get(OPERATION, windows.clone())
-                    .await?
-                    .iter()
-                    .filter_map(|item| Some((item.get("PK")?.as_s().ok()?.clone(), hits(item))))
-                    .collect();
-                windows
-                    .iter()
-                    .map(|(pk, _)| found.get(pk).copied().unwrap_or(0))
-                    .collect()
-            }
-        };
-        Ok((counts, retry_after))
+        let count = self
+            .get("rate_window", keys::rate(key, start))
+            .await?
+            .and_then(|item| item.get("hits")?.as_n().ok()?.parse().ok())
+            .unwrap_or(0);
+        Ok((count, retry_after))
     }
 
     /// Fixed-window counter: adds `cost` to the window's count unless that would pass
