@@ -553,6 +553,22 @@ impl Api {
         .unwrap()
     }
 
+    /// The id of the user with `email` in `tenant`, as its managers find it by address.
+    pub async fn id_of(&self, token: &str, tenant: &str, email: &str) -> String {
+        let found = self
+            .get(
+                &format!("/v1/tenants/{tenant}/users?email_prefix={email}"),
+                Some(token),
+            )
+            .await;
+        found.json["users"]
+            .as_array()
+            .and_then(|users| users.iter().find(|u| u["email"] == email))
+            .and_then(|u| u["id"].as_str())
+            .unwrap_or_else(|| panic!("no {email} in {tenant}: {}", found.text))
+            .to_owned()
+    }
+
     pub async fn user(&self, token: &str, user_id: &str) -> Resp {
         self.get(&format!("/v1/users/{user_id}"), Some(token)).await
     }

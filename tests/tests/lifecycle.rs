@@ -192,18 +192,7 @@ async fn role_changes_follow_the_team_admin_rules() {
     let (admin_email, _) = invite_and_accept(&stack, &api, &team_admin, "admin", "admin").await;
     let admin = api.token("admin", &admin_email, PASSWORD).await;
     let (_, member) = invite_and_accept(&stack, &api, &team_admin, "admin", "member").await;
-    let me = api
-        .get("/v1/tenants/admin/users?limit=100", Some(&team_admin))
-        .await;
-    let root = me.json["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["email"] == stack.admin_email())
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = api.id_of(&team_admin, "admin", stack.admin_email()).await;
     let customer = api.create_tenant(&team_admin).await;
     let (_, customer_user) =
         invite_and_accept(&stack, &api, &team_admin, &customer, "member").await;

@@ -1,5 +1,6 @@
 //! Races on one invitation: resend against accept, resend against resend, sweep against
-//! resend, delete against accept, sweep against accept; and on one tenant subdomain.
+//! resend, delete against accept, sweep against accept; on one tenant subdomain; and on the
+//! last team_admin.
 
 use latchkey_tests::*;
 use serde_json::json;
@@ -308,4 +309,41 @@ async fn of_concurrent_creations_of_one_subdomain_exactly_one_succeeds() {
         names[winner].as_str(),
         "the winner's tenant stands"
     );
+}
+
+#[tokio::test]
+async fn two_team_admins_demoting_each_other_at_once_leave_exactly_one() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let mut lead = api.admin_token(&stack).await;
+    let mut lead_id = api.id_of(&lead, "admin", stack.admin_email()).await;
+    for _ in 0..3 {
+        let (email, id) = invite_and_accept(&stack, &api, &lead, "admin", "admin").await;
+        assert_eq!(api.patch_role(&lead, &id, "team_admin").await.status, 200);
+        let other = api.token("admin", &email, PASSWORD).await;
+
+        let (by_lead, by_other) = tokio::join!(
+            api.patch_role(&lead, &id, "admin"),
+            api.patch_role(&other, &lead_id, "admin")
+        );
+
+        let texts = format!("{} / {}", by_lead.text, by_other.text);
+        let (survivor, survivor_id, loser) = match (by_lead.status, by_other.status) {
+            (200, _) => (lead, lead_id, by_other),
+            (_, 200) => (other, id, by_lead),
+            _ => panic!("neither demotion went through: {texts}"),
+        };
+        // The loser was refused by the count, or had lost the role before it was read.
+        assert!(
+            matches!(
+                (loser.status, loser.code()),
+                (409, "last_team_admin") | (401, _) | (403, "forbidden_role")
+            ),
+            "both demotions went through, or one failed oddly: {texts}"
+        );
+        api.patch_role(&survivor, &survivor_id, "admin")
+            .await
+            .assert_problem(409, "last_team_admin");
+        (lead, lead_id) = (survivor, survivor_id);
+    }
 }
