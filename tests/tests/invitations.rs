@@ -256,3 +256,59 @@ async fn the_tenant_mail_budget_refuses_a_request_that_would_exceed_it() {
         "only the admin and the first two"
     );
 }
+
+#[tokio::test]
+async fn invitations_sent_at_once_never_mail_past_the_tenant_budget() {
+    let stack = TestStack::builder()
+        .instances(4)
+        .env("INVITE_MAIL_PER_HOUR", "10")
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant) = api.admin_and_tenant(&stack).await;
+    let batches: Vec<Vec<String>> = (0..6)
+        .map(|_| (0..3).map(|_| unique_email("burst")).collect())
+        .collect();
+    let bodies: Vec<Value> = batches
+        .iter()
+        .map(|emails| {
+            json!(
+                emails
+                    .iter()
+                    .map(|e| json!({"email": e}))
+                    .collect::<Vec<_>>()
+            )
+        })
+        .collect();
+
+    let answers = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|rows| api.invite(&admin, &tenant, rows.clone())),
+    )
+    .await;
+
+    let mut mailed = 0;
+    for (answer, emails) in answers.iter().zip(&batches) {
+        if answer.status == 200 {
+            for email in emails {
+                mailed += stack.mail_to(email).await.unwrap().len();
+            }
+        } else {
+            answer.assert_problem(429, "rate_limited");
+            for email in emails {
+                assert!(
+                    stack.mail_to(email).await.unwrap().is_empty(),
+                    "a refused request mailed"
+                );
+            }
+        }
+    }
+    let invited = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(
+        (invited, mailed),
+        (3, 9),
+        "three requests of three fit in ten mails"
+    );
+}

@@ -103,6 +103,25 @@ async fn an_invited_user_gets_no_reset_and_the_admin_is_told_to_resend() {
 }
 
 #[tokio::test]
+async fn admin_resets_sent_at_once_mail_no_more_than_the_hourly_limit_per_user() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, _, email, id) = tenant_with_active_user(&stack, &api).await;
+
+    let answers = futures::future::join_all((0..8).map(|_| api.admin_reset(&admin, &id))).await;
+
+    for refused in answers.iter().filter(|a| a.status != 202) {
+        refused.assert_problem(429, "rate_limited");
+    }
+    let sent = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(sent, 5, "five resets per user an hour");
+    assert_eq!(
+        mailed_tokens(&stack, &email, "reset-password").await.len(),
+        5
+    );
+}
+
+#[tokio::test]
 async fn forgot_password_answers_identically_for_known_and_unknown_addresses() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
