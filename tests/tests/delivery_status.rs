@@ -121,6 +121,41 @@ async fn the_newest_outcome_wins_whatever_order_the_events_arrive_in() {
 }
 
 #[tokio::test]
+async fn of_events_delivered_at_once_the_newest_outcome_wins() {
+    let stack = TestStack::builder().instances(4).start().await.unwrap();
+    let api = Api::new(&stack);
+    let (admin, tenant, email, id) = tenant_with_invitee(&stack, &api).await;
+    // Three mails' outcomes, the newest (a complaint about the 15:00 mail) in the middle, each
+    // delivered twice, as EventBridge may.
+    let outcomes = [
+        ("delivery-status-delivery", "2026-11-23T14:00:00.000Z"),
+        ("delivery-status-complaint", "2026-11-23T15:00:00.000Z"),
+        ("delivery-status", "2026-11-23T13:00:00.000Z"),
+    ];
+    let events: Vec<Value> = outcomes
+        .iter()
+        .flat_map(|(fixture, mail_at)| {
+            let event = about_mail_sent_at(
+                ses_event(fixture, &email, Some(&id)),
+                mail_at,
+                "2026-11-23T16:00:00.000Z",
+            );
+            [event.clone(), event]
+        })
+        .collect();
+
+    let results =
+        futures::future::join_all(events.into_iter().map(|event| record(&stack, event))).await;
+
+    let recorded = results.iter().filter(|r| r["result"] == "recorded").count();
+    assert!((1..=3).contains(&recorded), "{results:?}");
+    assert_eq!(
+        listed_delivery(&api, &admin, &tenant, &email).await["status"],
+        "complained"
+    );
+}
+
+#[tokio::test]
 async fn an_untagged_event_is_matched_by_its_recipient_address() {
     let stack = TestStack::start().await.unwrap();
     let api = Api::new(&stack);
