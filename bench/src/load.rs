@@ -38,6 +38,14 @@ struct Outcome {
 pub async fn run(ctx: &Ctx) -> Result<String> {
     let n = env_number("BENCH_LOAD_N", 200)?;
     let concurrency = env_number("BENCH_LOAD_CONCURRENCY", 4)?;
+    // The sign-ins are all the bootstrap admin's, and sign-in holds a place in the address's
+    // failure window while it checks the password: past that many in flight, it answers 429.
+    let most = latchkey::ops::sessions::MAX_FAILURES as usize;
+    anyhow::ensure!(
+        concurrency <= most,
+        "BENCH_LOAD_CONCURRENCY={concurrency}: the load signs in as one address, and at most \
+         {most} sign-ins of one address are checked at once"
+    );
     let stack = ctx
         .stack()
         .instances(concurrency)

@@ -54,7 +54,7 @@ environment:
   BENCH_COLD_RUNS         cold starts per binary (default 25)
   BENCH_SIGNINS           sign-ins timed for the argon2 share (default 40)
   BENCH_LOAD_N            invites and sign-ins under load (default 200 each)
-  BENCH_LOAD_CONCURRENCY  requests in flight under load (default 4)
+  BENCH_LOAD_CONCURRENCY  requests in flight under load (default 4, at most 10)
   BENCH_CSV_ROWS          rows per imported file, comma-separated (default 100000,1000000)
   BENCH_CSV_SDK_ROWS      largest file the bare SDK loop also writes (default: every file)
   BENCH_COMMAND           the command recorded in the report (make bench sets it)
