@@ -1,6 +1,6 @@
 //! Races on one invitation: resend against accept, resend against resend, sweep against
-//! resend, delete against accept, sweep against accept; on one tenant subdomain; and on the
-//! last team_admin.
+//! resend, delete against accept, sweep against accept; on one tenant subdomain; on the last
+//! team_admin; and on the bootstrap.
 
 use latchkey_tests::*;
 use serde_json::json;
@@ -346,4 +346,42 @@ async fn two_team_admins_demoting_each_other_at_once_leave_exactly_one() {
             .assert_problem(409, "last_team_admin");
         (lead, lead_id) = (survivor, survivor_id);
     }
+}
+
+#[tokio::test]
+async fn of_bootstraps_run_at_once_and_again_exactly_one_creates_the_first_team_admin() {
+    let stack = TestStack::builder()
+        .instances(4)
+        .bootstrap(false)
+        .start()
+        .await
+        .unwrap();
+    // The function ignores its event: whatever the invoker sends, it does the same.
+    let events = [json!({}), json!([1, 2]), json!("bootstrap"), json!(null)];
+
+    let outcomes = futures::future::join_all(
+        events
+            .iter()
+            .map(|event| stack.invoke("bootstrap", event.clone())),
+    )
+    .await;
+    let again = stack.invoke("bootstrap", json!({})).await.unwrap();
+
+    let created: Vec<bool> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap()["created"].as_bool().expect("an outcome"))
+        .collect();
+    assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
+    assert_eq!(again["created"], false, "{again}");
+    let api = Api::new(&stack);
+    let admin = api.admin_token(&stack).await;
+    let id = api.id_of(&admin, "admin", stack.admin_email()).await;
+    api.patch_role(&admin, &id, "admin")
+        .await
+        .assert_problem(409, "last_team_admin");
+    assert_eq!(
+        items_with_prefix(&stack, "EMAIL#").await,
+        1,
+        "one account for the address"
+    );
 }
