@@ -88,7 +88,11 @@ impl Emulators {
 /// `-sharedDb` makes every credential and region see the same tables.
 pub async fn start_dynamodb(paths: &Paths, port: u16) -> Result<Emulator> {
     let dir = paths.dynamodb_local_dir()?;
-    ensure_port_free(port, "DynamoDB Local", "DYNAMODB_PORT")?;
+    ensure_port_free(
+        port,
+        "DynamoDB Local",
+        "DYNAMODB_PORT (make dev) or TEST_DYNAMODB_PORT (make test)",
+    )?;
     let workdir = TempDir::new("dynamodb")?;
     let mut cmd = process::command("java");
     cmd.arg(format!(
@@ -137,7 +141,11 @@ pub async fn start_moto(paths: &Paths, port: u16) -> Result<Emulator> {
             program.display()
         );
     }
-    ensure_port_free(port, "moto", "MOTO_PORT")?;
+    ensure_port_free(
+        port,
+        "moto",
+        "MOTO_PORT (make dev) or TEST_MOTO_PORT (make test)",
+    )?;
     let mut cmd = process::command(paths.venv().join("bin").join("python3"));
     cmd.arg(paths.moto_launcher())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()]);
