@@ -303,6 +303,29 @@ async fn forgot_password_is_limited_per_source_ip_across_addresses() {
 }
 
 #[tokio::test]
+async fn forgot_password_refused_for_its_address_does_not_spend_the_networks_budget() {
+    let stack = TestStack::builder().instances(8).start().await.unwrap();
+    let asker = Api::from_address(&stack, [127, 0, 0, 14]);
+    let impatient = unique_email("impatient");
+    let first_five = (0..5).map(|_| async { asker.forgot("admin", &impatient).await.status });
+    assert_eq!(futures::future::join_all(first_five).await, [202; 5]);
+    for _ in 0..10 {
+        asker
+            .forgot("admin", &impatient)
+            .await
+            .assert_problem(429, "rate_limited");
+    }
+
+    let others = (0..25).map(|_| async {
+        let nobody = unique_email("nobody");
+        asker.forgot("admin", &nobody).await.status
+    });
+    let statuses = futures::future::join_all(others).await;
+
+    assert_eq!(statuses, [202; 25], "the network has 25 of its 30 left");
+}
+
+#[tokio::test]
 async fn a_network_refused_for_failed_sign_ins_is_logged_and_counted_for_the_operator() {
     let stack = TestStack::start().await.unwrap();
     let guesser = Api::from_address(&stack, [127, 0, 0, 8]);

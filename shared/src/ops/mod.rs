@@ -126,6 +126,9 @@ impl Sent {
 /// Mails of one kind that one user may be sent per hour, whoever asks.
 pub const MAILS_PER_USER_PER_HOUR: u32 = 5;
 
+/// The window of the hourly budgets.
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Spends one unit of an hourly budget, or answers 429 with `Retry-After`.
 pub async fn hourly_budget<M: Mailer>(
     app: &App<M>,
@@ -133,16 +136,32 @@ pub async fn hourly_budget<M: Mailer>(
     limit: u32,
     detail: &str,
 ) -> Result<(), crate::problem::Problem> {
-    match app
-        .store
-        .rate_limit(key, limit, std::time::Duration::from_secs(3600), 1, now())
-        .await?
-    {
+    hourly_budget_at(app, key, limit, detail, now()).await
+}
+
+/// [`hourly_budget`] at `at`, for a caller that may give the unit back
+/// ([`hourly_refund`] with the same `at`).
+pub async fn hourly_budget_at<M: Mailer>(
+    app: &App<M>,
+    key: &str,
+    limit: u32,
+    detail: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), crate::problem::Problem> {
+    match app.store.rate_limit(key, limit, HOUR, 1, at).await? {
         Ok(()) => Ok(()),
         Err(retry) => Err(
             crate::problem::Problem::new(crate::problem::Code::RateLimited, detail)
                 .retry_after(retry),
         ),
+    }
+}
+
+/// Gives back the unit [`hourly_budget_at`] spent at `at`. A unit that cannot be given back
+/// stays spent, which is logged: the request's answer does not depend on it.
+pub async fn hourly_refund<M: Mailer>(app: &App<M>, key: &str, at: chrono::DateTime<chrono::Utc>) {
+    if let Err(e) = app.store.rate_refund(key, HOUR, 1, at).await {
+        tracing::warn!(error = %e, "an hourly budget's unit was not given back");
     }
 }
 

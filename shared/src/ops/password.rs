@@ -116,22 +116,20 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             }
         }
     };
-    super::hourly_budget(
-        app,
-        &format!("forgot-ip#{ip}"),
-        FORGOT_PER_IP_PER_HOUR,
-        too_many,
-    )
-    .await
-    .inspect_err(refused("source"))?;
-    super::hourly_budget(
-        app,
-        &format!("forgot#{email}"),
-        FORGOT_PER_ADDRESS_PER_HOUR,
-        too_many,
-    )
-    .await
-    .inspect_err(refused("address"))?;
+    let (source_key, at) = (format!("forgot-ip#{ip}"), now());
+    super::hourly_budget_at(app, &source_key, FORGOT_PER_IP_PER_HOUR, too_many, at)
+        .await
+        .inspect_err(refused("source"))?;
+    let address_key = format!("forgot#{email}");
+    if let Err(problem) =
+        super::hourly_budget_at(app, &address_key, FORGOT_PER_ADDRESS_PER_HOUR, too_many, at).await
+    {
+        refused("address")(&problem);
+        // A request refused for its address is not counted against its network: one person
+        // asking again and again must not spend the budget of everyone behind their address.
+        super::hourly_refund(app, &source_key, at).await;
+        return Err(problem);
+    }
 
     // Two reads on every path: the address claim, then the user (or a user that cannot exist).
     let id = app.store.find_user_id(&email).await?;
