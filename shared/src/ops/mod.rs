@@ -127,7 +127,7 @@ impl Sent {
 pub const MAILS_PER_USER_PER_HOUR: u32 = 5;
 
 /// The window of the hourly budgets.
-const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Spends one unit of an hourly budget, or answers 429 with `Retry-After`.
 pub async fn hourly_budget<M: Mailer>(
@@ -139,8 +139,8 @@ pub async fn hourly_budget<M: Mailer>(
     hourly_budget_at(app, key, limit, detail, now()).await
 }
 
-/// [`hourly_budget`] at `at`, for a caller that may give the unit back
-/// ([`hourly_refund`] with the same `at`).
+/// [`hourly_budget`] at `at`, for a caller that may give the unit back ([`give_back`] with
+/// [`HOUR`] and the same `at`).
 pub async fn hourly_budget_at<M: Mailer>(
     app: &App<M>,
     key: &str,
@@ -157,11 +157,22 @@ pub async fn hourly_budget_at<M: Mailer>(
     }
 }
 
-/// Gives back the unit [`hourly_budget_at`] spent at `at`. A unit that cannot be given back
+/// Gives back the unit that a [`Store::rate_limit`](crate::store::Store::rate_limit) at `at`
+/// took from each of the `window`-long counters named `keys`. A unit that cannot be given back
 /// stays spent, which is logged: the request's answer does not depend on it.
-pub async fn hourly_refund<M: Mailer>(app: &App<M>, key: &str, at: chrono::DateTime<chrono::Utc>) {
-    if let Err(e) = app.store.rate_refund(key, HOUR, 1, at).await {
-        tracing::warn!(error = %e, "an hourly budget's unit was not given back");
+pub async fn give_back<M: Mailer>(
+    app: &App<M>,
+    keys: &[&str],
+    window: std::time::Duration,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    let refunds = keys
+        .iter()
+        .map(|key| app.store.rate_refund(key, window, 1, at));
+    for result in futures::future::join_all(refunds).await {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "a rate limit's unit was not given back");
+        }
     }
 }
 

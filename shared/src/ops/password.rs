@@ -127,7 +127,7 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         refused("address")(&problem);
         // A request refused for its address is not counted against its network: one person
         // asking again and again must not spend the budget of everyone behind their address.
-        super::hourly_refund(app, &source_key, at).await;
+        super::give_back(app, &[source_key.as_str()], super::HOUR, at).await;
         return Err(problem);
     }
 

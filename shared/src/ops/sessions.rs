@@ -181,7 +181,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let user = match user {
         Ok(user) => user,
         Err(problem) => {
-            give_back(app, &all_places, at).await;
+            super::give_back(app, &all_places, FAILURE_WINDOW, at).await;
             return Err(problem);
         }
     };
@@ -193,7 +193,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     })
     .await;
     let Ok((verified, hash_cpu)) = verification else {
-        give_back(app, &all_places, at).await;
+        super::give_back(app, &all_places, FAILURE_WINDOW, at).await;
         return Err(Problem::internal());
     };
     let user = match user {
@@ -208,7 +208,7 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             return Err(SignInError::InvalidCredentials.into());
         }
     };
-    give_back(app, &all_places, at).await;
+    super::give_back(app, &all_places, FAILURE_WINDOW, at).await;
     let (token, expires) = session::issue(
         &app.keys,
         user.id.as_str(),
@@ -257,7 +257,7 @@ async fn take_places<'w, 'k, M: Mailer>(
         .map(|(w, _)| w.key)
         .collect();
     if taken.len() < windows.len() {
-        give_back(app, &taken, at).await;
+        super::give_back(app, &taken, FAILURE_WINDOW, at).await;
     }
     let mut refused = None;
     for (window, place) in windows.iter().zip(places) {
@@ -268,18 +268,4 @@ async fn take_places<'w, 'k, M: Mailer>(
         }
     }
     Ok(refused)
-}
-
-/// Gives back the places a sign-in took in the windows named `keys` at `at`. A place that
-/// cannot be given back stays counted as a failure, which is logged: the sign-in's own answer
-/// does not depend on it.
-async fn give_back<M: Mailer>(app: &App<M>, keys: &[&str], at: chrono::DateTime<chrono::Utc>) {
-    let refunds = keys
-        .iter()
-        .map(|key| app.store.rate_refund(key, FAILURE_WINDOW, 1, at));
-    for result in futures::future::join_all(refunds).await {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "a sign-in's place in a failure window was not given back");
-        }
-    }
 }

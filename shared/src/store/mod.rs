@@ -209,6 +209,12 @@ fn window_of(window: Duration, now: DateTime<Utc>) -> (i64, i64) {
     (now.timestamp() - now.timestamp().rem_euclid(secs), secs)
 }
 
+/// The whole seconds from `now` until the window that starts at `start` and lasts `secs` ends,
+/// at least 1: a `Retry-After`.
+fn seconds_left(start: i64, secs: i64, now: DateTime<Utc>) -> u64 {
+    (start + secs - now.timestamp()).max(1) as u64
+}
+
 /// Which of a tenant's users a listing returns.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
@@ -838,7 +844,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let (start, window_secs) = window_of(window, now);
-        let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
+        let retry_after = seconds_left(start, window_secs, now);
         let count = self
             .get("rate_window", keys::rate(key, start))
             .await?
@@ -861,7 +867,7 @@ impl Store {
             return Ok(Ok(()));
         }
         let (start, window_secs) = window_of(window, now);
-        let retry_after = (start + window_secs - now.timestamp()).max(1) as u64;
+        let retry_after = seconds_left(start, window_secs, now);
         if cost > limit {
             return Ok(Err(retry_after));
         }
