@@ -4,6 +4,13 @@
 //! start with its name. The rest (SDK set-up, the Secrets Manager round trip) runs in a
 //! [`Warm`] cell beside the runtime's first poll instead of before it: the instance is ready
 //! to be handed its first event sooner, and the first event waits only for what is left.
+//!
+//! The functions run on Tokio's current-thread runtime (all but `csv-import`: see its main).
+//! A Lambda instance handles one event at a time on a share of one vCPU, so a second worker
+//! thread buys no parallelism there; it costs a cross-thread wake for every socket event
+//! instead (about a quarter of sign-in's CPU outside argon2, see BENCHMARKS.md). On one
+//! thread, "beside the first poll" means the init task yields once first, so the poll goes
+//! out before the init's CPU work runs.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -180,6 +187,8 @@ impl<T: Send + Sync + 'static> Warm<T> {
         };
         let early = warm.clone();
         tokio::spawn(async move {
+            // On a current-thread runtime this lets the runtime's first poll go out first.
+            tokio::task::yield_now().await;
             // A failure is logged by `get` and retried by the first event's `get`.
             let _ = early.get().await;
         });

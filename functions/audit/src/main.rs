@@ -8,7 +8,7 @@ use latchkey::lambda_http::Error;
 use latchkey::mail::NoMail;
 use latchkey::ops::audit;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;

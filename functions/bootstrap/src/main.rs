@@ -11,7 +11,7 @@ use latchkey::mail::NoMail;
 use latchkey::ops::bootstrap::{self, BootstrapAdmin};
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let admin = Arc::new(BootstrapAdmin::from_env()?);

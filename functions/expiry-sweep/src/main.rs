@@ -10,7 +10,7 @@ use latchkey::ops::sweep;
 use latchkey::store::Store;
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let table = config::table_name()?;

@@ -11,7 +11,7 @@ use latchkey::mail::NoMail;
 use latchkey::ops::imports::{self, Imports};
 use latchkey::uploads::Uploads;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;

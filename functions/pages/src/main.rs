@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use latchkey::lambda_http::{self, Error, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     lambda_http::run(service_fn(|req| async {

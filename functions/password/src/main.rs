@@ -8,7 +8,7 @@ use latchkey::lambda_http::Error;
 use latchkey::mail::SesMailer;
 use latchkey::ops::password;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
