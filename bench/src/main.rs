@@ -52,7 +52,7 @@ benchmarks: requests, cold-start, argon2, load, csv-import
 
 environment:
   BENCH_COLD_RUNS         cold starts per binary (default 25)
-  BENCH_SIGNINS           sign-ins timed for the argon2 share (default 40)
+  BENCH_SIGNINS           sign-ins timed for the argon2 share (default 200)
   BENCH_LOAD_N            invites and sign-ins under load (default 200 each)
   BENCH_LOAD_CONCURRENCY  requests in flight under load (default 4, at most 10)
   BENCH_CSV_ROWS          rows per imported file, comma-separated (default 100000,1000000)
