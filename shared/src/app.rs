@@ -8,9 +8,9 @@
 //! The functions run on Tokio's current-thread runtime (all but `csv-import`: see its main).
 //! A Lambda instance handles one event at a time on a share of one vCPU, so a second worker
 //! thread buys no parallelism there; it costs a cross-thread wake for every socket event
-//! instead (about a quarter of sign-in's CPU outside argon2, see BENCHMARKS.md). On one
-//! thread, "beside the first poll" means the init task yields once first, so the poll goes
-//! out before the init's CPU work runs.
+//! instead (about a sixth of sign-in's CPU outside argon2, see BENCHMARKS.md). On one
+//! thread, "beside the first poll" means the init task first lets the poll go out
+//! (`FIRST_POLL_TURNS`), then does its CPU work while the poll waits for an event.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -123,6 +123,14 @@ impl<M: Mailer + Connect> App<M> {
     }
 }
 
+/// Scheduler turns a [`Warm`] build lets pass before it starts, so that on a current-thread
+/// runtime the runtime's first poll goes out before the build's CPU work. That poll takes
+/// three turns (connect, the connection's task, the write: lambda_runtime 1.5 over
+/// hyper-util 0.1, traced with strace); the rest is margin. An idle turn is one
+/// `epoll_wait` that does not block, so the margin costs microseconds, and too few turns
+/// would only make the poll wait for the build again, as the cold-start bench would show.
+const FIRST_POLL_TURNS: usize = 8;
+
 type InitFuture<T> = Pin<Box<dyn Future<Output = Result<T, InitError>> + Send>>;
 
 /// A value built once per instance, starting at cold start on its own task.
@@ -187,8 +195,9 @@ impl<T: Send + Sync + 'static> Warm<T> {
         };
         let early = warm.clone();
         tokio::spawn(async move {
-            // On a current-thread runtime this lets the runtime's first poll go out first.
-            tokio::task::yield_now().await;
+            for _ in 0..FIRST_POLL_TURNS {
+                tokio::task::yield_now().await;
+            }
             // A failure is logged by `get` and retried by the first event's `get`.
             let _ = early.get().await;
         });
