@@ -5,12 +5,12 @@
 //! [`Warm`] cell beside the runtime's first poll instead of before it: the instance is ready
 //! to be handed its first event sooner, and the first event waits only for what is left.
 //!
-//! The functions run on Tokio's current-thread runtime (all but `csv-import`: see its main).
-//! A Lambda instance handles one event at a time on a share of one vCPU, so a second worker
-//! thread buys no parallelism there; it costs a cross-thread wake for every socket event
-//! instead (about a sixth of sign-in's CPU outside argon2, see BENCHMARKS.md). On one
-//! thread, "beside the first poll" means the init task first lets the poll go out
-//! (`FIRST_POLL_TURNS`), then does its CPU work while the poll waits for an event.
+//! The functions run on Tokio's current-thread runtime. A Lambda instance handles one event
+//! at a time on a share of one vCPU, so a second worker thread buys no parallelism there; it
+//! costs a cross-thread wake for every socket event instead (about a sixth of sign-in's CPU
+//! outside argon2, see BENCHMARKS.md). On one thread, "beside the first poll" means the init
+//! task first lets the poll go out (`FIRST_POLL_TURNS`), then does its CPU work while the
+//! poll waits for an event.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -12,10 +12,7 @@ use latchkey::mail::SesMailer;
 use latchkey::ops::csv_import::{self, Continuation, ImportEvent, Importer};
 use latchkey::uploads::Uploads;
 
-// The one function left on the multi-thread runtime (see `latchkey::app`): its import
-// figures in BENCHMARKS.md were measured on it, and a run that would measure one thread
-// against them takes hours at 1M rows. Its many writes in flight can also use a second core.
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     latchkey::telemetry::init();
     let config = Config::from_env()?;
