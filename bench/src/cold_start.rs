@@ -3,8 +3,9 @@
 //! `hello-lambda` (lambda_runtime's hello world, same profile); binary sizes too.
 //!
 //! A function reads its config before that first poll and builds its clients and fetches the
-//! signing secret beside it (`latchkey::app::Warm`), so the poll alone would hide that work:
-//! HTTP functions are therefore also handed one probe request, and its answer is timed.
+//! signing secret once the poll is out (`latchkey::app::Warm`), so the poll alone would hide
+//! that work: HTTP functions are therefore also handed one probe request, and its answer is
+//! timed.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -120,7 +121,7 @@ pub async fn run(ctx: &Ctx) -> Result<String> {
          lambda_runtime's echo function. The functions get the environment the local stack \
          gives them; they read and check their config before the first poll, and build their \
          SDK clients and fetch the signing secret (from Secrets Manager on moto) on a task of \
-         their own beside it (`latchkey::app::Warm`). So the table also times the first \
+         their own once the poll is out (`latchkey::app::Warm`). So the table also times the first \
          answer: each HTTP function (and the hello world) is handed one unauthenticated \
          `GET` as its first event, which it can only answer once that init is done. Page \
          faults are the minor faults (`minflt` of `/proc/<pid>/stat`, all threads) the process \
