@@ -16,11 +16,12 @@ dev: install
 	cargo build --workspace --bins
 	$(LOCAL) dev
 
-## Format, lints, template lint, unit tests, end-to-end tests and the browser test.
+## Format, lints, dependency audit, template lint, unit tests, end-to-end tests and the browser test.
 test:
 	@scripts/install.sh --browser
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/audit.sh
 	cargo build --workspace --bins --tests
 	scripts/lint-template.sh
 	@rm -f $(TEST_LOG)
