@@ -12,10 +12,12 @@ if [[ -z "${LATCHKEY_LOG_FILE:-}" ]]; then
   mkdir -p "$(dirname "$LATCHKEY_LOG_FILE")"
   : >"$LATCHKEY_LOG_FILE"
 fi
+# nextest's default profile (.config/nextest.toml) ends a test that hangs.
 cargo nextest run --workspace --no-fail-fast || status=1
 scripts/fuzz.sh || status=1
 scripts/schemathesis.sh || status=1
-(cd tests/browser && node --test --test-concurrency=1) || status=1
+# The browser tests as tests/browser/package.json runs them (`npm test`): one definition.
+(cd tests/browser && npm test --silent) || status=1
 # Every test's table is still on the emulator: dump them all and scan them like the logs.
 TABLE_DUMP="$(dirname "$LATCHKEY_LOG_FILE")/tables.jsonl"
 target/debug/latchkey-local dump-tables "$TABLE_DUMP" || status=1

@@ -1,6 +1,6 @@
 //! The emulators, the setup steps, the mailbox and the test harness, on real DynamoDB Local
-//! and moto started on free ports (so this runs beside `dev` and `test-env`). Skipped when
-//! the emulators are not installed (scripts/install.sh installs them).
+//! and moto started on free ports (so this runs beside `dev` and `test-env`). Fails when the
+//! emulators are not installed (scripts/install.sh installs them).
 
 mod common;
 
@@ -19,10 +19,11 @@ use serde_json::Value;
 async fn emulators_setup_mailbox_and_test_stack() {
     logs();
     let paths = Paths::discover(None).expect("workspace root");
-    if !installed(&paths) {
-        eprintln!("skipped: DynamoDB Local, moto or java is missing (run scripts/install.sh)");
-        return;
-    }
+    // A missing tool fails the test: a skip would report success for what never ran.
+    assert!(
+        installed(&paths),
+        "DynamoDB Local, moto or java is missing: run scripts/install.sh (make test does)"
+    );
     let emulators = Emulators::start(
         &paths,
         free_port().expect("port"),

@@ -683,13 +683,10 @@ async fn an_accept_whose_transaction_answer_is_lost_still_succeeds() {
     assert_table_consistent(&stack).await;
 }
 
-/// The SDK retries with the same `ClientRequestToken`, but once it gives up, the store's own
-/// retry loop (`Store::transact`) sends the transaction again as a new request: when the
-/// last SDK attempt was applied by DynamoDB and only its answer was lost, the new request
-/// fails its own conditions. The two tests using this are ignored until that is fixed.
-///
 /// The first attempt is throttled, the second applied but its answer lost: with
-/// `AWS_MAX_ATTEMPTS=2` the SDK gives up there and the store retries on its own.
+/// `AWS_MAX_ATTEMPTS=2` the SDK gives up there, and the store's own retry (`Store::transact`)
+/// must send the transaction again with the same `ClientRequestToken`, so that DynamoDB
+/// reports the write it already applied as a success instead of failing its own conditions.
 fn lost_after_the_sdk_gave_up() -> FaultPlan {
     FaultPlan::new()
         .next(TRANSACT, Fault::Throttling, 1)
@@ -707,7 +704,7 @@ async fn an_invite_applied_after_the_sdk_gave_up_is_reported_as_invited_and_mail
     let resp = api.invite(&admin, &tenant, rows(&[&email])).await;
     assert_clear_answer(&resp);
     assert_table_consistent(&stack).await;
-    // Today: `already_exists` for the account this very request created, and no mail.
+    // Not `already_exists` for the account this very request created, and mailed once.
     assert_eq!(row_statuses(&resp), ["invited"], "{}", resp.text);
     assert_eq!(
         mailed_tokens(&stack, &email, "accept-invite").await.len(),
@@ -726,7 +723,7 @@ async fn an_accept_applied_after_the_sdk_gave_up_is_answered_200() {
     let resp = api.accept(&token, PASSWORD).await;
     assert_clear_answer(&resp);
     assert_table_consistent(&stack).await;
-    // Today: 409 `token_used`, although this very request set the password.
+    // Not 409 `token_used` for the password this very request set.
     assert_eq!(resp.status, 200, "{}", resp.text);
     api.token(&tenant, &email, PASSWORD).await;
 }
