@@ -25,7 +25,7 @@ pub struct Accept {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AcceptError {
     #[error(
-        "This invitation link is not valid; a newer invitation may have been sent. Use the most recent email, or ask your administrator for a new invitation."
+        "This invitation link is not valid any more: a newer invitation may have been sent, or the account was changed since (a new role, say). Use the most recent email, or ask your administrator for a new invitation."
     )]
     Invalid,
     #[error("This invitation has expired. Ask your administrator to send you a new invitation.")]

@@ -1,7 +1,8 @@
 //! `POST /v1/users/{id}/access-link`: a link to copy and hand over when mail does not arrive.
 //! No mail is sent. Invited or expired users get a new invitation link (the previous one
-//! dies); active users get a password-reset link. Whoever joins through a copied link has
-//! not proved the mailbox, so they start with `email_verified: false`.
+//! dies); active users get a password-reset link. Whoever follows a copied link has not
+//! proved the mailbox: joining through one starts with `email_verified: false`, and a reset
+//! through one leaves `email_verified` as it was.
 
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -45,7 +46,7 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         let audit = super::audit(&caller, "password_reset_link_created", &user, None);
         let result = app
             .store
-            .issue_reset(&user, &hash, expires_at, Some(&audit))
+            .issue_reset(&user, &hash, expires_at, LinkVia::Link, Some(&audit))
             .await;
         let link = AccessLink {
             url: format!("{base}/reset-password#token={}", token.expose()),

@@ -46,7 +46,7 @@ pub struct Reset {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
     #[error(
-        "This link is not valid any more; a newer one may have been sent. Use the most recent email, or request a new link."
+        "This link is not valid any more: a newer one may have been sent, or the account was changed since (its address, role or password). Use the most recent email, or request a new link."
     )]
     Invalid,
     #[error(
@@ -171,6 +171,7 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
             user,
             &token.hash(&app.keys, Purpose::Reset),
             expires_at,
+            crate::store::LinkVia::Email,
             None,
         )
         .await

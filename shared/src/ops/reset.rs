@@ -56,6 +56,7 @@ async fn send_reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             &user,
             &token.hash(&app.keys, Purpose::Reset),
             expires_at,
+            crate::store::LinkVia::Email,
             Some(&audit),
         )
         .await?;

@@ -185,6 +185,60 @@ pub enum LinkVia {
     Link,
 }
 
+impl LinkVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Link => "link",
+        }
+    }
+}
+
+/// The attribute names of one link slot on the user item: the current hash, its expiry, the
+/// account version it was issued at, the last spent hash (to tell "used" from "unknown") and,
+/// for the links an admin may copy instead of mailing, how it was handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotAttributes {
+    pub hash: &'static str,
+    pub expires_at: &'static str,
+    pub version: &'static str,
+    pub spent: &'static str,
+    pub via: Option<&'static str>,
+}
+
+pub fn slot_attributes(purpose: Purpose) -> SlotAttributes {
+    match purpose {
+        Purpose::Invite => SlotAttributes {
+            hash: "invite_token_hash",
+            expires_at: "invite_expires_at",
+            version: "invite_version",
+            via: Some("invite_via"),
+            spent: "spent_invite_token_hash",
+        },
+        Purpose::Reset => SlotAttributes {
+            hash: "reset_token_hash",
+            expires_at: "reset_expires_at",
+            version: "reset_version",
+            via: Some("reset_via"),
+            spent: "spent_reset_token_hash",
+        },
+        Purpose::Verify => SlotAttributes {
+            hash: "verify_token_hash",
+            expires_at: "verify_expires_at",
+            version: "verify_version",
+            via: None,
+            spent: "spent_verify_token_hash",
+        },
+        Purpose::EmailChange => SlotAttributes {
+            hash: "email_change_token_hash",
+            expires_at: "email_change_expires_at",
+            version: "email_change_version",
+            via: None,
+            spent: "spent_email_change_token_hash",
+        },
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
@@ -197,6 +251,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
+    /// The account's version: every change to its role, address, status or password moves
+    /// it on (in the same write, see `store::account`), and every session and link carries
+    /// the version it was issued at, so that such a change ends all of them at once.
     #[serde(default)]
     pub session_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +277,9 @@ pub struct User {
     /// How the current invitation link was handed over; a copied link proves no mailbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_via: Option<LinkVia>,
+    /// The account version the current invitation link was issued at (absent: 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_token_hash: Option<String>,
     #[serde(
@@ -230,6 +290,11 @@ pub struct User {
     pub reset_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent_reset_token_hash: Option<String>,
+    /// How the current reset link was handed over; a copied one proves no mailbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_via: Option<LinkVia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_token_hash: Option<String>,
     #[serde(
@@ -240,6 +305,8 @@ pub struct User {
     pub verify_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent_verify_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_version: Option<u64>,
     /// The address an admin asked to move this user to, until its owner confirms it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_email: Option<Email>,
@@ -253,6 +320,8 @@ pub struct User {
     pub email_change_expires_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent_email_change_token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_change_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<Delivery>,
     /// The admin who invited the user (`None` for the bootstrap admin).
@@ -289,16 +358,21 @@ impl User {
             invite_token_hash: None,
             spent_invite_token_hash: None,
             invite_via: None,
+            invite_version: None,
             reset_token_hash: None,
             reset_expires_at: None,
             spent_reset_token_hash: None,
+            reset_via: None,
+            reset_version: None,
             verify_token_hash: None,
             verify_expires_at: None,
             spent_verify_token_hash: None,
+            verify_version: None,
             pending_email: None,
             email_change_token_hash: None,
             email_change_expires_at: None,
             spent_email_change_token_hash: None,
+            email_change_version: None,
             last_delivery: None,
             invited_by: None,
             import_id: None,
@@ -325,32 +399,70 @@ impl User {
     }
 
     /// What `hash` means against this user's link slot for `purpose`: live, expired, already
-    /// spent, or unknown (never issued, or superseded by a newer link).
+    /// spent, or unknown (never issued, superseded by a newer link, or issued before the
+    /// account last changed: see [`User::session_version`]).
     pub fn link_state(&self, purpose: Purpose, hash: &TokenHash, now: DateTime<Utc>) -> SlotState {
-        let (current, expires_at, spent) = match purpose {
+        let slot = self.link_slot(purpose);
+        match slot_state(hash, slot.hash, slot.expires_at, slot.spent, now) {
+            SlotState::Live if slot.version != self.session_version => SlotState::Unknown,
+            state => state,
+        }
+    }
+
+    /// The link of `purpose` as stored on this user.
+    pub fn link_slot(&self, purpose: Purpose) -> LinkSlot<'_> {
+        let (hash, expires_at, spent, version, via) = match purpose {
             Purpose::Invite => (
                 &self.invite_token_hash,
                 self.invite_expires_at,
                 &self.spent_invite_token_hash,
+                self.invite_version,
+                self.invite_via,
             ),
             Purpose::Reset => (
                 &self.reset_token_hash,
                 self.reset_expires_at,
                 &self.spent_reset_token_hash,
+                self.reset_version,
+                self.reset_via,
             ),
             Purpose::Verify => (
                 &self.verify_token_hash,
                 self.verify_expires_at,
                 &self.spent_verify_token_hash,
+                self.verify_version,
+                None,
             ),
             Purpose::EmailChange => (
                 &self.email_change_token_hash,
                 self.email_change_expires_at,
                 &self.spent_email_change_token_hash,
+                self.email_change_version,
+                None,
             ),
         };
-        slot_state(hash, current.as_deref(), expires_at, spent.as_deref(), now)
+        LinkSlot {
+            hash: hash.as_deref(),
+            expires_at,
+            spent: spent.as_deref(),
+            // Links stored before versions were recorded count as issued at version 0: an
+            // invitation nobody changed since survives the upgrade, every other one ends.
+            version: version.unwrap_or(0),
+            // Links stored before `via` was recorded were all mailed.
+            via: via.unwrap_or(LinkVia::Email),
+        }
     }
+}
+
+/// One link slot of a user, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSlot<'a> {
+    pub hash: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub spent: Option<&'a str>,
+    /// The account version the link was issued at.
+    pub version: u64,
+    pub via: LinkVia,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -685,6 +797,108 @@ mod tests {
                     );
                 }
             }
+        }
+
+        #[test]
+        fn a_link_issued_before_the_account_changed_is_unknown_in_every_slot() {
+            let now = now();
+            let token = LinkToken::generate(&UserId::generate());
+            for purpose in PURPOSES {
+                let hash = token.hash(&keys(), purpose);
+                let mut holder = user();
+                fill(
+                    &mut holder,
+                    purpose,
+                    Some(&hash),
+                    None,
+                    now + Duration::hours(1),
+                );
+                holder.session_version = 3;
+                set_version(&mut holder, purpose, Some(3));
+                assert_eq!(holder.link_state(purpose, &hash, now), SlotState::Live);
+
+                holder.session_version = 4;
+
+                assert_eq!(
+                    holder.link_state(purpose, &hash, now),
+                    SlotState::Unknown,
+                    "{purpose:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn a_link_stored_without_a_version_counts_as_issued_at_version_zero() {
+            let now = now();
+            let token = LinkToken::generate(&UserId::generate());
+            let hash = token.hash(&keys(), Purpose::Invite);
+            let mut holder = user();
+            fill(
+                &mut holder,
+                Purpose::Invite,
+                Some(&hash),
+                None,
+                now + Duration::hours(1),
+            );
+            set_version(&mut holder, Purpose::Invite, None);
+            assert_eq!(
+                holder.link_state(Purpose::Invite, &hash, now),
+                SlotState::Live
+            );
+            holder.session_version = 1;
+            assert_eq!(
+                holder.link_state(Purpose::Invite, &hash, now),
+                SlotState::Unknown
+            );
+        }
+
+        fn set_version(user: &mut User, purpose: Purpose, version: Option<u64>) {
+            match purpose {
+                Purpose::Invite => user.invite_version = version,
+                Purpose::Reset => user.reset_version = version,
+                Purpose::Verify => user.verify_version = version,
+                Purpose::EmailChange => user.email_change_version = version,
+            }
+        }
+
+        #[test]
+        fn the_slot_attributes_are_the_names_the_user_item_is_stored_with() {
+            let now = now();
+            let token = LinkToken::generate(&UserId::generate());
+            let mut holder = user();
+            for purpose in PURPOSES {
+                let hash = token.hash(&keys(), purpose);
+                fill(&mut holder, purpose, Some(&hash), Some(&hash), now);
+                set_version(&mut holder, purpose, Some(1));
+            }
+            holder.reset_via = Some(LinkVia::Link);
+            holder.invite_via = Some(LinkVia::Link);
+            let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+                serde_dynamo::to_item(UserItem::new(holder)).unwrap();
+            for purpose in PURPOSES {
+                let a = slot_attributes(purpose);
+                for name in [a.hash, a.expires_at, a.version, a.spent]
+                    .into_iter()
+                    .chain(a.via)
+                {
+                    assert!(item.contains_key(name), "{purpose:?}: {name}");
+                }
+            }
+        }
+
+        #[test]
+        fn every_slot_names_its_own_attributes() {
+            let all: Vec<&str> = PURPOSES
+                .iter()
+                .flat_map(|p| {
+                    let a = slot_attributes(*p);
+                    [a.hash, a.expires_at, a.version, a.spent]
+                        .into_iter()
+                        .chain(a.via)
+                })
+                .collect();
+            let unique: std::collections::BTreeSet<&&str> = all.iter().collect();
+            assert_eq!(unique.len(), all.len(), "{all:?}");
         }
 
         #[test]

@@ -11,7 +11,7 @@ use super::{
     ConditionalError, Page, Partition, Store, StoreError, User, Write, av, decode, encode,
 };
 use crate::domain::{Role, TenantId, UserId, UserStatus};
-use crate::token::TokenHash;
+use crate::token::{Purpose, TokenHash};
 
 /// A change to an invitation link, decided by the caller.
 pub struct Reissue<'a> {
@@ -90,22 +90,20 @@ impl Store {
         const OPERATION: &str = "reissue_invite";
         let expires = items::timestamp(change.expires_at);
         let mut set = String::from(
-            "SET #status = :invited, invite_token_hash = :h, invite_via = :via, invite_expires_at = :exp, updated_at = :now, GSI2PK = :shard, GSI2SK = :pending",
+            "SET #status = :invited, updated_at = :now, GSI2PK = :shard, GSI2SK = :pending",
         );
         if change.sent_at.is_some() {
             set.push_str(", last_invite_sent_at = :now");
         }
         let write = Write::update(keys::user(&user.id))
             .set(&set)
-            .value(":h", av(change.hash.as_str()))
-            .value(
-                ":via",
-                av(match change.via {
-                    LinkVia::Email => "email",
-                    LinkVia::Link => "link",
-                }),
+            .issues_link(
+                Purpose::Invite,
+                user,
+                change.hash,
+                change.expires_at,
+                change.via,
             )
-            .value(":exp", av(expires.clone()))
             .value(
                 ":now",
                 av(items::timestamp(change.sent_at.unwrap_or(audit.at))),
@@ -117,7 +115,8 @@ impl Store {
             .await
     }
 
-    /// Changes a role and revokes the user's sessions, if the user is as the caller saw them.
+    /// Changes a role, if the user is as the caller saw them: a change of the account, which
+    /// ends its sessions and every link issued for it before.
     pub async fn change_role(
         &self,
         user: &User,
@@ -126,15 +125,15 @@ impl Store {
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "change_role";
         let update = Write::update(keys::user(&user.id))
-            .set("SET #role = :new, updated_at = :now ADD session_version :one")
+            .set("SET #role = :new, updated_at = :now")
             .condition("#role = :old AND #status = :status")
+            .changes_account(user)
             .name("#role", "role")
             .name("#status", "status")
             .value(":new", av(role.as_str()))
             .value(":old", av(user.role.as_str()))
             .value(":status", av(user.status.as_str()))
             .value(":now", av(items::timestamp(audit.at)))
-            .value(":one", AttributeValue::N("1".into()))
             .build(self, OPERATION)?;
         let mut writes = vec![update, self.audit_put(OPERATION, audit)?];
         if user.status == UserStatus::Active {

@@ -4,6 +4,7 @@
 //! one request (or one transaction) wherever the rule allows, and every invariant enforced
 //! by a condition in DynamoDB rather than by a read before a write.
 
+mod account;
 mod delivery;
 pub mod imports;
 pub mod items;
@@ -12,7 +13,7 @@ mod recovery;
 pub use lifecycle::Reissue;
 mod write;
 
-pub use write::Write;
+pub use write::{Clause, Write};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -603,23 +604,23 @@ impl Store {
         extra: Vec<TransactWriteItem>,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "activate_invited";
-        let verified = user.invite_via != Some(items::LinkVia::Link);
+        let via = user.link_slot(crate::token::Purpose::Invite).via;
         let mut items = vec![
             Write::update(keys::user(&user.id))
                 .set(
-                    "#status = :active, password_hash = :ph, email_verified = :verified, updated_at = :now, spent_invite_token_hash = :h \
-                     ADD session_version :one \
-                     REMOVE invite_token_hash, invite_expires_at, invite_via, GSI2PK, GSI2SK",
+                    "#status = :active, password_hash = :ph, email_verified = :verified, updated_at = :now \
+                     REMOVE GSI2PK, GSI2SK",
                 )
-                .condition("#status = :invited AND invite_token_hash = :h AND invite_expires_at > :now")
+                .condition("#status = :invited")
+                .spends_link(crate::token::Purpose::Invite, token, via, now)
+                .changes_account(user)
                 .name("#status", "status")
                 .value(":active", av(UserStatus::Active.as_str()))
                 .value(":invited", av(UserStatus::Invited.as_str()))
                 .value(":ph", av(password_hash))
-                .value(":verified", AttributeValue::Bool(verified))
+                // A copied link proves no mailbox.
+                .value(":verified", AttributeValue::Bool(via == items::LinkVia::Email))
                 .value(":now", av(items::timestamp(now)))
-                .value(":h", av(token.as_str()))
-                .value(":one", AttributeValue::N("1".into()))
                 .build(self, OPERATION)?,
         ];
         if user.role == crate::domain::Role::TeamAdmin {

@@ -1,35 +1,40 @@
 //! Account recovery writes: password-reset, email-verification and email-change links, and
-//! spending them. Each spend is one conditional write (or transaction) on the exact token.
+//! spending them. Each spend is one conditional write (or transaction) on the exact token,
+//! at the account's current version (see [`super::account`]).
 
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::items::{self, AuditEvent, EmailItem, keys};
-use super::{ConditionalError, Store, User, Write, av, encode};
+use super::items::{self, AuditEvent, EmailItem, LinkVia, keys};
+use super::{Clause, ConditionalError, Store, User, Write, av, encode};
 use crate::domain::{Email, UserStatus};
-use crate::token::TokenHash;
+use crate::token::{Purpose, TokenHash};
 
 impl Store {
-    /// Stores a password-reset link for an active user; an earlier link dies. `audit` is set
-    /// when an admin asked for it (a self-service "forgot password" is not an admin action).
+    /// Stores a password-reset link for an active user; an earlier link dies. `via` says
+    /// whether it is mailed or handed over as a copied link (which proves no mailbox). `audit`
+    /// is set when an admin asked for it (a self-service "forgot password" is not an admin
+    /// action).
     pub async fn issue_reset(
         &self,
         user: &User,
         hash: &TokenHash,
         expires_at: DateTime<Utc>,
+        via: LinkVia,
         audit: Option<&AuditEvent>,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "issue_reset";
-        self.issue_slot(
-            OPERATION,
-            user,
-            "reset",
-            hash,
-            expires_at,
-            "#status = :active",
-            audit,
-        )
-        .await
+        let update = Write::update(keys::user(&user.id))
+            .condition("#status = :active")
+            .issues_link(Purpose::Reset, user, hash, expires_at, via)
+            .name("#status", "status")
+            .value(":active", av(UserStatus::Active.as_str()))
+            .build(self, OPERATION)?;
+        let mut writes = vec![update];
+        if let Some(audit) = audit {
+            writes.push(self.audit_write(audit)?);
+        }
+        self.transact(OPERATION, writes).await
     }
 
     /// Stores an email-verification link for an active user whose address is unverified.
@@ -41,50 +46,20 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "issue_verify";
-        self.issue_slot(
-            OPERATION,
-            user,
-            "verify",
-            hash,
-            expires_at,
-            "#status = :active AND email_verified = :false",
-            Some(audit),
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn issue_slot(
-        &self,
-        operation: &'static str,
-        user: &User,
-        slot: &str,
-        hash: &TokenHash,
-        expires_at: DateTime<Utc>,
-        condition: &str,
-        audit: Option<&AuditEvent>,
-    ) -> Result<(), ConditionalError> {
         let update = Write::update(keys::user(&user.id))
-            .set(&format!("{slot}_token_hash = :h, {slot}_expires_at = :exp"))
-            .condition(condition)
+            .condition("#status = :active AND email_verified = :false")
+            .issues_link(Purpose::Verify, user, hash, expires_at, LinkVia::Email)
             .name("#status", "status")
             .value(":active", av(UserStatus::Active.as_str()))
-            .value(":h", av(hash.as_str()))
-            .value(":exp", av(items::timestamp(expires_at)));
-        let update = if condition.contains(":false") {
-            update.value(":false", AttributeValue::Bool(false))
-        } else {
-            update
-        };
-        let mut writes = vec![update.build(self, operation)?];
-        if let Some(audit) = audit {
-            writes.push(self.audit_write(audit)?);
-        }
-        self.transact(operation, writes).await
+            .value(":false", AttributeValue::Bool(false))
+            .build(self, OPERATION)?;
+        self.transact(OPERATION, vec![update, self.audit_write(audit)?])
+            .await
     }
 
-    /// Spends a reset token: new password, every session and older link revoked, and the
-    /// address counts as verified (the person proved the mailbox).
+    /// Spends a reset token: new password, every session and older link revoked (a password
+    /// change moves the account's version). The address counts as verified only when the
+    /// link was mailed: whoever followed a copied link proved no mailbox.
     pub async fn complete_reset(
         &self,
         user: &User,
@@ -94,21 +69,22 @@ impl Store {
         extra: Vec<TransactWriteItem>,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "complete_reset";
-        let update = Write::update(keys::user(&user.id))
-            .set(
-                "SET password_hash = :ph, email_verified = :t, updated_at = :now, spent_reset_token_hash = :h \
-                 ADD session_version :one REMOVE reset_token_hash, reset_expires_at",
-            )
-            .condition("#status = :active AND reset_token_hash = :h AND reset_expires_at > :now")
+        let via = user.link_slot(Purpose::Reset).via;
+        let mut update = Write::update(keys::user(&user.id))
+            .set("password_hash = :ph, updated_at = :now")
+            .condition("#status = :active")
+            .spends_link(Purpose::Reset, hash, via, now)
+            .changes_account(user)
             .name("#status", "status")
             .value(":active", av(UserStatus::Active.as_str()))
             .value(":ph", av(password_hash))
-            .value(":t", AttributeValue::Bool(true))
-            .value(":now", av(items::timestamp(now)))
-            .value(":h", av(hash.as_str()))
-            .value(":one", AttributeValue::N("1".into()))
-            .build(self, OPERATION)?;
-        let mut writes = vec![update];
+            .value(":now", av(items::timestamp(now)));
+        if via == LinkVia::Email {
+            update = update
+                .also(Clause::Set, "email_verified = :verified")
+                .value(":verified", AttributeValue::Bool(true));
+        }
+        let mut writes = vec![update.build(self, OPERATION)?];
         writes.extend(extra);
         self.transact(OPERATION, writes).await
     }
@@ -121,11 +97,10 @@ impl Store {
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "complete_verify";
         let update = Write::update(keys::user(&user.id))
-            .set("SET email_verified = :t, updated_at = :now, spent_verify_token_hash = :h REMOVE verify_token_hash, verify_expires_at")
-            .condition("verify_token_hash = :h AND verify_expires_at > :now")
+            .set("email_verified = :t, updated_at = :now")
+            .spends_link(Purpose::Verify, hash, LinkVia::Email, now)
             .value(":t", AttributeValue::Bool(true))
             .value(":now", av(items::timestamp(now)))
-            .value(":h", av(hash.as_str()))
             .build(self, OPERATION)?;
         self.transact(OPERATION, vec![update]).await
     }
@@ -141,14 +116,13 @@ impl Store {
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "issue_email_change";
         let update = Write::update(keys::user(&user.id))
-            .set("pending_email = :new, email_change_token_hash = :h, email_change_expires_at = :exp")
+            .set("pending_email = :new")
             .condition("#status = :active AND email = :old")
+            .issues_link(Purpose::EmailChange, user, hash, expires_at, LinkVia::Email)
             .name("#status", "status")
             .value(":active", av(UserStatus::Active.as_str()))
             .value(":new", av(new_email.as_str()))
             .value(":old", av(user.email.as_str()))
-            .value(":h", av(hash.as_str()))
-            .value(":exp", av(items::timestamp(expires_at)))
             .build(self, OPERATION)?;
         self.transact(OPERATION, vec![update, self.audit_write(audit)?])
             .await
@@ -156,7 +130,9 @@ impl Store {
 
     /// Moves the same user (id, role, tenant, history) to the confirmed address in one
     /// transaction: the old claim is released and the new one taken, so one account per
-    /// email holds throughout. A conflict means the token is stale or the address was taken.
+    /// email holds throughout. A new address is a change of the account: every session and
+    /// every other link issued for the old one ends. A conflict means the token is stale or
+    /// the address was taken.
     pub async fn complete_email_change(
         &self,
         user: &User,
@@ -168,16 +144,17 @@ impl Store {
         const OPERATION: &str = "complete_email_change";
         let update = Write::update(keys::user(&user.id))
             .set(
-                "SET email = :new, GSI1SK = :sk, email_verified = :t, updated_at = :now, spent_email_change_token_hash = :h \
-                 REMOVE pending_email, email_change_token_hash, email_change_expires_at",
+                "email = :new, GSI1SK = :sk, email_verified = :t, updated_at = :now \
+                 REMOVE pending_email",
             )
-            .condition("email = :old AND pending_email = :new AND email_change_token_hash = :h AND email_change_expires_at > :now")
+            .condition("email = :old AND pending_email = :new")
+            .spends_link(Purpose::EmailChange, hash, LinkVia::Email, now)
+            .changes_account(user)
             .value(":new", av(new_email.as_str()))
             .value(":old", av(user.email.as_str()))
             .value(":sk", av(items::keys::tenant_user(new_email, &user.id)))
             .value(":t", AttributeValue::Bool(true))
             .value(":now", av(items::timestamp(now)))
-            .value(":h", av(hash.as_str()))
             .build(self, OPERATION)?;
         let release = Write::delete(keys::email(&user.email))
             .condition("user_id = :id")

@@ -5,6 +5,7 @@
 
 mod accept;
 mod access;
+mod account_changes;
 mod bad_input;
 mod branding;
 mod bulk;
