@@ -55,7 +55,7 @@ pub const ROUTES: &[(&str, Decode)] = &[
         "POST /v1/tenants/{t}/invitations",
         decode::<ops::invite::InviteRequest>,
     ),
-    ("PATCH /v1/users/{id}", decode::<ops::users::RoleChange>),
+    ("PATCH /v1/users/{id}", decode::<ops::users::UserPatch>),
     ("POST /v1/invitations/accept", decode::<ops::accept::Accept>),
     ("POST /v1/password/forgot", decode::<ops::password::Forgot>),
     ("POST /v1/password/reset", decode::<ops::password::Reset>),

@@ -25,7 +25,8 @@ impl Caller {
         self.user.role
     }
 
-    fn is_operator(&self) -> bool {
+    /// Operator staff: a user of tenant `admin`.
+    pub fn is_operator(&self) -> bool {
         self.user.tenant.is_admin()
     }
 

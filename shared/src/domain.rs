@@ -109,6 +109,75 @@ impl EmailPrefix {
     }
 }
 
+/// Longest display name, in characters: room for any real name, too short to carry a payload.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A person's display name, as admins type it ("Ada Lovelace"): trimmed, at most
+/// [`MAX_NAME_LEN`] characters, with no control character (a line break would reach a mail
+/// header or a CSV cell) and no bidirectional override or isolate (which would show another
+/// name than the one stored). Anything else a name can hold, any script, is kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("The name is empty.")]
+    Empty,
+    #[error("The name is longer than {MAX_NAME_LEN} characters.")]
+    TooLong,
+    #[error(
+        "The name contains a line break, a control character or a character that reorders text."
+    )]
+    Forbidden,
+}
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if trimmed.chars().count() > MAX_NAME_LEN {
+            return Err(NameError::TooLong);
+        }
+        // Cc, the line and paragraph separators, and the bidi embeddings, overrides and
+        // isolates (U+202A-U+202E, U+2066-U+2069), which can make a name display as another.
+        let forbidden = |c: char| {
+            c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        };
+        if trimmed.chars().any(forbidden) {
+            return Err(NameError::Forbidden);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// A name that may be left out: absent or blank (an empty form field, an empty CSV cell)
+    /// is no name.
+    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, NameError> {
+        match raw {
+            None => Ok(None),
+            Some(raw) if raw.trim().is_empty() => Ok(None),
+            Some(raw) => Self::parse(raw).map(Some),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as searches and the name order compare it: lower-cased.
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A tenant id, which is also its subdomain: a DNS label of 3 to 40 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(String);
@@ -341,6 +410,7 @@ string_serde!(Role, |s| Role::parse(s).ok());
 string_serde!(UserStatus, UserStatus::parse);
 string_serde!(UserId, UserId::parse);
 string_serde!(ImportId, ImportId::parse);
+string_serde!(DisplayName, |s| DisplayName::parse(s).ok());
 
 #[cfg(test)]
 mod tests {
@@ -411,6 +481,54 @@ mod tests {
             assert_eq!(EmailPrefix::parse(raw).as_ref(), Err(expected), "{raw:?}");
         }
         assert!(EmailPrefix::parse(&"a".repeat(MAX_EMAIL_LEN)).is_ok());
+    }
+
+    #[test]
+    fn a_display_name_is_trimmed_and_kept_as_written_in_any_script() {
+        for (raw, kept) in [
+            ("  Ada Lovelace ", "Ada Lovelace"),
+            ("Zoë O'Brien-Łukasiewicz", "Zoë O'Brien-Łukasiewicz"),
+            ("山田 太郎", "山田 太郎"),
+            ("עדה", "עדה"),
+            ("<b>Bob</b>", "<b>Bob</b>"),
+        ] {
+            assert_eq!(DisplayName::parse(raw).unwrap().as_str(), kept, "{raw:?}");
+        }
+        let longest = "é".repeat(MAX_NAME_LEN);
+        assert_eq!(DisplayName::parse(&longest).unwrap().as_str(), longest);
+    }
+
+    #[test]
+    fn a_display_name_refuses_what_would_hide_or_break_it() {
+        let cases: &[(&str, NameError)] = &[
+            ("", NameError::Empty),
+            (" \t ", NameError::Empty),
+            ("Ada\r\nBcc: x@evil.test", NameError::Forbidden),
+            ("Ada\u{0}", NameError::Forbidden),
+            ("Ada\u{7f}", NameError::Forbidden),
+            ("Ada\u{2028}Lovelace", NameError::Forbidden),
+            ("evil\u{202E}gnp.exe", NameError::Forbidden),
+            ("Ada\u{2066}x\u{2069}", NameError::Forbidden),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(DisplayName::parse(raw).as_ref(), Err(expected), "{raw:?}");
+        }
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(DisplayName::parse(&long), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn a_blank_optional_name_is_no_name() {
+        assert_eq!(DisplayName::parse_optional(None), Ok(None));
+        assert_eq!(DisplayName::parse_optional(Some("   ")), Ok(None));
+        assert_eq!(
+            DisplayName::parse_optional(Some(" Ada "))
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "Ada"
+        );
+        assert!(DisplayName::parse_optional(Some("a\nb")).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub enum Code {
     TooManyInvitations,
     InvalidEmail,
     InvalidRole,
+    InvalidName,
     InvalidTenant,
     WeakPassword,
     Unauthorized,
@@ -27,9 +28,12 @@ pub enum Code {
     UserActive,
     UserNotActive,
     LastTeamAdmin,
+    LastAdmin,
     Conflict,
     AlreadyVerified,
     AlreadyExists,
+    AlreadyInvited,
+    QuotaExceeded,
     TokenInvalid,
     TokenExpired,
     TokenUsed,
@@ -40,7 +44,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for documentation checks (infra/openapi.yaml lists each one).
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 32] = [
         Self::MalformedJson,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
@@ -49,6 +53,7 @@ impl Code {
         Self::TooManyInvitations,
         Self::InvalidEmail,
         Self::InvalidRole,
+        Self::InvalidName,
         Self::InvalidTenant,
         Self::WeakPassword,
         Self::Unauthorized,
@@ -60,9 +65,12 @@ impl Code {
         Self::UserActive,
         Self::UserNotActive,
         Self::LastTeamAdmin,
+        Self::LastAdmin,
         Self::Conflict,
         Self::AlreadyVerified,
         Self::AlreadyExists,
+        Self::AlreadyInvited,
+        Self::QuotaExceeded,
         Self::TokenInvalid,
         Self::TokenExpired,
         Self::TokenUsed,
@@ -81,6 +89,7 @@ impl Code {
             Self::TooManyInvitations => "too_many_invitations",
             Self::InvalidEmail => "invalid_email",
             Self::InvalidRole => "invalid_role",
+            Self::InvalidName => "invalid_name",
             Self::InvalidTenant => "invalid_tenant",
             Self::WeakPassword => "weak_password",
             Self::Unauthorized => "unauthorized",
@@ -92,9 +101,12 @@ impl Code {
             Self::UserActive => "user_active",
             Self::UserNotActive => "user_not_active",
             Self::LastTeamAdmin => "last_team_admin",
+            Self::LastAdmin => "last_admin",
             Self::Conflict => "conflict",
             Self::AlreadyVerified => "already_verified",
             Self::AlreadyExists => "already_exists",
+            Self::AlreadyInvited => "already_invited",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::TokenInvalid => "token_invalid",
             Self::TokenExpired => "token_expired",
             Self::TokenUsed => "token_used",
@@ -112,6 +124,7 @@ impl Code {
             | Self::TooManyInvitations
             | Self::InvalidEmail
             | Self::InvalidRole
+            | Self::InvalidName
             | Self::InvalidTenant
             | Self::WeakPassword
             | Self::TokenInvalid => 400,
@@ -124,6 +137,9 @@ impl Code {
             | Self::UserActive
             | Self::UserNotActive
             | Self::LastTeamAdmin
+            | Self::LastAdmin
+            | Self::AlreadyInvited
+            | Self::QuotaExceeded
             | Self::Conflict
             | Self::AlreadyVerified => 409,
             Self::TokenExpired => 410,
@@ -145,6 +161,7 @@ impl Code {
             Self::TooManyInvitations => "Too many invitations in one request",
             Self::InvalidEmail => "Invalid email address",
             Self::InvalidRole => "Invalid role",
+            Self::InvalidName => "Invalid name",
             Self::InvalidTenant => "Invalid tenant",
             Self::WeakPassword => "The password is too weak",
             Self::Unauthorized => "Authentication required",
@@ -156,9 +173,12 @@ impl Code {
             Self::UserActive => "The user is already active",
             Self::UserNotActive => "The user has not accepted the invitation yet",
             Self::LastTeamAdmin => "The last team_admin cannot be removed",
+            Self::LastAdmin => "The tenant's last active admin cannot be removed",
             Self::Conflict => "Changed at the same time",
             Self::AlreadyVerified => "The address is already verified",
             Self::AlreadyExists => "The user already exists",
+            Self::AlreadyInvited => "The person is already invited",
+            Self::QuotaExceeded => "The tenant's quota is reached",
             Self::TokenInvalid => "The link is not valid",
             Self::TokenExpired => "The link has expired",
             Self::TokenUsed => "The link has already been used",

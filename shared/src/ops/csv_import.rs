@@ -350,6 +350,7 @@ impl<M: Mailer> Job<'_, M> {
                 let checked = invite::check_row(
                     &row.email,
                     row.role.as_deref(),
+                    None,
                     &tenant.id,
                     caller,
                     &mut seen,

@@ -299,6 +299,7 @@ async fn preview<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         let result = invite::check_row(
             &row.email,
             row.role.as_deref(),
+            None,
             &tenant.id,
             &caller,
             &mut seen,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{Email, Role, TenantId, UserId};
+use crate::domain::{DisplayName, Email, Role, TenantId, UserId};
 use crate::events::{Actor, Kind as EventKind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
@@ -46,6 +46,9 @@ struct Row {
     email: String,
     #[serde(default)]
     role: Option<String>,
+    /// The person's display name; absent, null or blank is none.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// Why one row was not invited. Its code is the same in the invite route and the CSV import.
@@ -55,6 +58,8 @@ pub enum RowError {
     InvalidEmail(#[from] crate::domain::EmailError),
     #[error("{0}")]
     InvalidRole(#[from] crate::domain::RoleError),
+    #[error("{0}")]
+    InvalidName(#[from] crate::domain::NameError),
     #[error("Only a team_admin can invite a team_admin.")]
     ForbiddenRole,
     #[error("This address appears earlier in the same request; it is invited once.")]
@@ -72,6 +77,7 @@ impl RowError {
         match self {
             Self::InvalidEmail(_) => Code::InvalidEmail.as_str(),
             Self::InvalidRole(_) => Code::InvalidRole.as_str(),
+            Self::InvalidName(_) => Code::InvalidName.as_str(),
             Self::ForbiddenRole => Code::ForbiddenRole.as_str(),
             Self::DuplicateInRequest => "duplicate_in_request",
             Self::AlreadyExists => Code::AlreadyExists.as_str(),
@@ -125,25 +131,29 @@ struct InviteResponse {
 pub struct Candidate {
     pub email: Email,
     pub role: Role,
+    pub name: Option<DisplayName>,
 }
 
-/// Checks one row against the rules; `seen` collects addresses to catch duplicates.
+/// Checks one row against the rules; `seen` collects addresses to catch duplicates. A blank
+/// or absent name is no name (an empty CSV cell).
 pub fn check_row(
     raw_email: &str,
     raw_role: Option<&str>,
+    raw_name: Option<&str>,
     tenant: &TenantId,
     caller: &Caller,
     seen: &mut HashSet<Email>,
 ) -> Result<Candidate, RowError> {
     let email = Email::parse(raw_email)?;
     let role = Role::parse_for(raw_role.unwrap_or("member"), tenant)?;
+    let name = DisplayName::parse_optional(raw_name)?;
     if !caller.may_assign(role) {
         return Err(RowError::ForbiddenRole);
     }
     if !seen.insert(email.clone()) {
         return Err(RowError::DuplicateInRequest);
     }
-    Ok(Candidate { email, role })
+    Ok(Candidate { email, role, name })
 }
 
 pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
@@ -182,6 +192,7 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
                 check_row(
                     &row.email,
                     row.role.as_deref(),
+                    row.name.as_deref(),
                     &tenant.id,
                     &caller,
                     &mut seen,
@@ -395,6 +406,10 @@ pub fn invited_user<M: Mailer>(
         invite_token_hash: token.map(|t| t.hash(&app.keys, Purpose::Invite).as_str().to_owned()),
         invite_via: token.map(|_| LinkVia::Email),
         invited_by: Some(caller.id().clone()),
+        invited_at: Some(now),
+        invited_by_email: Some(caller.user.email.clone()),
+        invited_by_operator: caller.tenant().is_admin(),
+        name: candidate.name.clone(),
         ..User::invited(
             id,
             tenant.id.clone(),

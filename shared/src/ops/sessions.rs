@@ -208,7 +208,15 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             return Err(SignInError::InvalidCredentials.into());
         }
     };
-    super::give_back(app, &all_places, FAILURE_WINDOW, at).await;
+    // The places go back and the sign-in is recorded for the admins' list at once; a failed
+    // record is logged and does not keep the person out.
+    let (_, recorded) = tokio::join!(
+        super::give_back(app, &all_places, FAILURE_WINDOW, at),
+        app.store.record_sign_in(&user.id, now()),
+    );
+    if let Err(e) = recorded {
+        tracing::warn!(user_id = %user.id, error = %e, "sign-in not recorded");
+    }
     let (token, expires) = session::issue(
         &app.keys,
         user.id.as_str(),

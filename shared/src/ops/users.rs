@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{EmailPrefix, ImportId, MAX_EMAIL_LEN, Role, TenantId, UserId, UserStatus};
+use crate::domain::{
+    DisplayName, EmailPrefix, ImportId, MAX_EMAIL_LEN, Role, TenantId, UserId, UserStatus,
+};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::problem::{Code, Problem};
 use crate::store::items::{self, now, timestamp};
-use crate::store::{ConditionalError, Delivery, User, UserFilter};
+use crate::store::{ConditionalError, Delivery, User, UserChange, UserFilter};
 
 #[derive(Serialize)]
 pub struct DeliveryView {
@@ -34,23 +36,55 @@ impl From<&Delivery> for DeliveryView {
     }
 }
 
+/// Who invited a user, as the viewer may see it.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum InvitedBy {
+    /// The inviting admin (their address at the time; null for users stored before it was
+    /// recorded).
+    Person { id: String, email: Option<String> },
+    /// Operator staff, as a customer tenant's admins see them: the operator, never who.
+    Operator { operator: bool },
+}
+
+impl InvitedBy {
+    fn of(user: &User, viewer: &Caller) -> Option<Self> {
+        let id = user.invited_by.as_ref()?;
+        Some(if user.invited_by_operator && !viewer.is_operator() {
+            Self::Operator { operator: true }
+        } else {
+            Self::Person {
+                id: id.to_string(),
+                email: user.invited_by_email.as_ref().map(ToString::to_string),
+            }
+        })
+    }
+}
+
 /// The public shape of a user. Hashes and token slots never leave the store.
 #[derive(Serialize)]
 pub struct UserView {
     id: String,
     tenant: String,
     email: String,
+    name: Option<String>,
     role: &'static str,
     status: &'static str,
     email_verified: bool,
     created_at: String,
-    invite_expires_at: Option<String>,
-    last_invite_sent_at: Option<String>,
-    last_delivery: Option<DeliveryView>,
+    invited_at: Option<String>,
     /// Who invited the user, and the CSV import they did it with: the answer to "why did
     /// this person get an invitation?" that the audit trail gives only for the invite route.
-    invited_by: Option<String>,
+    invited_by: Option<InvitedBy>,
     import_id: Option<String>,
+    /// When the pending (or lapsed) invitation expires; null once the user has joined.
+    expires_at: Option<String>,
+    invite_expires_at: Option<String>,
+    accepted_at: Option<String>,
+    last_sign_in_at: Option<String>,
+    last_invite_sent_at: Option<String>,
+    last_delivery: Option<DeliveryView>,
+    suspended_at: Option<String>,
 }
 
 /// One user as `GET /v1/users/{id}` shows them: the list's view, and where their address
@@ -71,20 +105,34 @@ pub fn effective_status(user: &User, now: chrono::DateTime<chrono::Utc>) -> User
 }
 
 impl UserView {
-    pub fn new(user: &User) -> Self {
+    /// `user` as `viewer` may see them: a customer tenant's admins see operator staff who
+    /// invited someone as `{operator: true}`.
+    pub fn new(user: &User, viewer: &Caller) -> Self {
+        let status = effective_status(user, now());
+        let pending = matches!(status, UserStatus::Invited | UserStatus::Expired);
         Self {
             id: user.id.to_string(),
             tenant: user.tenant.to_string(),
             email: user.email.to_string(),
+            name: user.name.as_ref().map(ToString::to_string),
             role: user.role.as_str(),
-            status: effective_status(user, now()).as_str(),
+            status: status.as_str(),
             email_verified: user.email_verified,
             created_at: timestamp(user.created_at),
+            // Users stored before `invited_at` was recorded were invited when created.
+            invited_at: user
+                .invited_at
+                .or(user.invited_by.as_ref().map(|_| user.created_at))
+                .map(timestamp),
+            invited_by: InvitedBy::of(user, viewer),
+            import_id: user.import_id.as_ref().map(ToString::to_string),
+            expires_at: user.invite_expires_at.filter(|_| pending).map(timestamp),
             invite_expires_at: user.invite_expires_at.map(timestamp),
+            accepted_at: user.accepted_at.map(timestamp),
+            last_sign_in_at: user.last_sign_in_at.map(timestamp),
             last_invite_sent_at: user.last_invite_sent_at.map(timestamp),
             last_delivery: user.last_delivery.as_ref().map(DeliveryView::from),
-            invited_by: user.invited_by.as_ref().map(ToString::to_string),
-            import_id: user.import_id.as_ref().map(ToString::to_string),
+            suspended_at: user.suspended_at.map(timestamp),
         }
     }
 }
@@ -107,7 +155,7 @@ async fn route<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         http::path_param(req, "tenant"),
     ) {
         (Method::GET, Some(id), _) => get_one(app, &caller, &id).await,
-        (Method::PATCH, Some(id), _) => change_role(app, &caller, &id, req).await,
+        (Method::PATCH, Some(id), _) => patch(app, &caller, &id, req).await,
         (Method::DELETE, Some(id), _) => delete(app, &caller, &id).await,
         (Method::GET, None, Some(tenant)) => list(app, &caller, &tenant, req).await,
         (Method::POST, None, Some(tenant)) => cancel_many(app, caller, &tenant, req).await,
@@ -115,10 +163,65 @@ async fn route<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     }
 }
 
+/// `PATCH /v1/users/{id}`: any of these; an absent one is left as it is.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoleChange {
-    role: String,
+pub struct UserPatch {
+    #[serde(default)]
+    role: Option<String>,
+    /// `null` (or blank) removes the name.
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+}
+
+/// A field that is present, even as `null`, is `Some`: `{"name": null}` removes a name that
+/// an absent `name` leaves alone.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Why a `PATCH /v1/users/{id}` body cannot be applied, before anything is read or written.
+#[derive(Debug, thiserror::Error)]
+enum PatchError {
+    #[error("Send at least one of role, name.")]
+    Empty,
+    #[error("{0}")]
+    Role(#[from] crate::domain::RoleError),
+    #[error("{0} Send null to remove the name.")]
+    Name(#[from] crate::domain::NameError),
+}
+
+impl From<PatchError> for Problem {
+    fn from(err: PatchError) -> Self {
+        let code = match err {
+            PatchError::Empty => Code::ValidationFailed,
+            PatchError::Role(_) => Code::InvalidRole,
+            PatchError::Name(_) => Code::InvalidName,
+        };
+        Problem::new(code, err.to_string())
+    }
+}
+
+impl UserPatch {
+    /// The change this body asks for, each part parsed for `user`'s tenant.
+    fn parse(self, user: &User) -> Result<UserChange, PatchError> {
+        if self.role.is_none() && self.name.is_none() {
+            return Err(PatchError::Empty);
+        }
+        let role = self
+            .role
+            .map(|raw| Role::parse_for(&raw, &user.tenant))
+            .transpose()?;
+        let name = self
+            .name
+            .map(|raw| DisplayName::parse_optional(raw.as_deref()))
+            .transpose()?;
+        Ok(UserChange { role, name })
+    }
 }
 
 /// Only a team_admin may touch a team_admin, or make someone one.
@@ -146,41 +249,71 @@ async fn explain_conflict<M: Mailer>(app: &App<M>, seen: &User) -> Problem {
     }
 }
 
-async fn change_role<M: Mailer>(
+async fn patch<M: Mailer>(
     app: &App<M>,
     caller: &Caller,
     raw_id: &str,
     req: &Request,
 ) -> HttpResult {
     let user = load_managed(app, caller, raw_id).await?;
-    let body: RoleChange = http::json_body(req)?;
-    let role = Role::parse_for(&body.role, &user.tenant)
-        .map_err(|e| Problem::new(Code::InvalidRole, e.to_string()))?;
-    require_may_touch(caller, &user, Some(role))?;
-    if role == user.role {
-        return Ok(http::json(200, &UserView::new(&user)));
+    let body: UserPatch = http::json_body(req)?;
+    let change = body.parse(&user)?;
+    require_may_touch(caller, &user, change.role)?;
+    let change = change.against(&user);
+    if change.is_empty() {
+        return Ok(http::json(200, &UserView::new(&user, caller)));
     }
-    let detail = Some(format!("role {} -> {}", user.role, role));
-    match app
-        .store
-        .change_role(
-            &user,
-            role,
-            &crate::ops::audit(caller, "role_changed", &user, detail),
-        )
-        .await
-    {
+    let audits = change_audits(caller, &user, &change);
+    match app.store.change_user(&user, &change, &audits, now()).await {
         Ok(()) => {}
         Err(ConditionalError::Conflict) => return Err(explain_conflict(app, &user).await),
         Err(ConditionalError::Store(e)) => return Err(e.into()),
     }
-    tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), from = %user.role, to = %role, "role changed");
+    for audit in &audits {
+        tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), action = %audit.action, "user changed");
+    }
     let updated = app
         .store
         .get_user(&user.id)
         .await?
         .ok_or_else(|| Problem::not_found("user"))?;
-    Ok(http::json(200, &UserView::new(&updated)))
+    Ok(http::json(200, &UserView::new(&updated, caller)))
+}
+
+/// One audit record per part of a change, each saying what it was before.
+fn change_audits(
+    caller: &Caller,
+    user: &User,
+    change: &UserChange,
+) -> Vec<crate::store::AuditEvent> {
+    let mut audits = Vec::new();
+    if let Some(role) = change.role {
+        let detail = format!("role {} -> {}", user.role, role);
+        audits.push(crate::ops::audit(
+            caller,
+            "role_changed",
+            user,
+            Some(detail),
+        ));
+    }
+    if let Some(name) = &change.name {
+        let shown = |name: Option<&DisplayName>| match name {
+            Some(name) => format!("{:?}", name.as_str()),
+            None => "none".to_owned(),
+        };
+        let detail = format!(
+            "name {} -> {}",
+            shown(user.name.as_ref()),
+            shown(name.as_ref())
+        );
+        audits.push(crate::ops::audit(
+            caller,
+            "name_changed",
+            user,
+            Some(detail),
+        ));
+    }
+    audits
 }
 
 async fn delete<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> HttpResult {
@@ -292,7 +425,7 @@ async fn get_one<M: Mailer>(app: &App<M>, caller: &Caller, raw_id: &str) -> Http
     Ok(http::json(
         200,
         &UserDetail {
-            user: UserView::new(&user),
+            user: UserView::new(&user, caller),
             sign_in,
         },
     ))
@@ -322,7 +455,11 @@ async fn list<M: Mailer>(
         .store
         .list_users(&tenant, &filter, cursor.as_deref(), limit)
         .await?;
-    let users = page.items.iter().map(UserView::new).collect();
+    let users = page
+        .items
+        .iter()
+        .map(|user| UserView::new(user, caller))
+        .collect();
     Ok(http::json(
         200,
         &UserList {

@@ -16,7 +16,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Email, ImportId, Role, TenantId, UserId, UserStatus};
+use crate::domain::{DisplayName, Email, ImportId, Role, TenantId, UserId, UserStatus};
 use crate::encoding::{b64url, b64url_decode};
 use crate::token::{Purpose, SlotState, TokenHash, slot_state};
 
@@ -330,6 +330,44 @@ pub struct User {
     /// The CSV import that invited the user, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<ImportId>,
+    /// The person's display name, when an admin gave one. `name` is a DynamoDB reserved word:
+    /// expressions say `#name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<DisplayName>,
+    /// When the user was invited (`None` for the bootstrap admin, and for users stored before
+    /// it was recorded: the view then falls back to `created_at`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub invited_at: Option<DateTime<Utc>>,
+    /// The inviter's address when they invited the user, so the list can say who without a
+    /// read per row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by_email: Option<Email>,
+    /// The inviter was operator staff (tenant `admin`): a customer tenant's admins are told
+    /// only that, never who.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invited_by_operator: bool,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub accepted_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rfc3339::option"
+    )]
+    pub suspended_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -376,6 +414,13 @@ impl User {
             last_delivery: None,
             invited_by: None,
             import_id: None,
+            name: None,
+            invited_at: None,
+            invited_by_email: None,
+            invited_by_operator: false,
+            accepted_at: None,
+            last_sign_in_at: None,
+            suspended_at: None,
         }
     }
 

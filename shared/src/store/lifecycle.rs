@@ -115,37 +115,6 @@ impl Store {
             .await
     }
 
-    /// Changes a role, if the user is as the caller saw them: a change of the account, which
-    /// ends its sessions and every link issued for it before.
-    pub async fn change_role(
-        &self,
-        user: &User,
-        role: Role,
-        audit: &AuditEvent,
-    ) -> Result<(), ConditionalError> {
-        const OPERATION: &str = "change_role";
-        let update = Write::update(keys::user(&user.id))
-            .set("SET #role = :new, updated_at = :now")
-            .condition("#role = :old AND #status = :status")
-            .changes_account(user)
-            .name("#role", "role")
-            .name("#status", "status")
-            .value(":new", av(role.as_str()))
-            .value(":old", av(user.role.as_str()))
-            .value(":status", av(user.status.as_str()))
-            .value(":now", av(items::timestamp(audit.at)))
-            .build(self, OPERATION)?;
-        let mut writes = vec![update, self.audit_put(OPERATION, audit)?];
-        if user.status == UserStatus::Active {
-            match (user.role == Role::TeamAdmin, role == Role::TeamAdmin) {
-                (true, false) => writes.push(self.team_admin_count(OPERATION, -1)?),
-                (false, true) => writes.push(self.team_admin_count(OPERATION, 1)?),
-                _ => {}
-            }
-        }
-        self.transact(OPERATION, writes).await
-    }
-
     /// Deletes the user and frees the address; an invitation's links die with the item.
     pub async fn delete_user(
         &self,

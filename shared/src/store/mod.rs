@@ -10,7 +10,9 @@ pub mod imports;
 pub mod items;
 mod lifecycle;
 mod recovery;
+mod users;
 pub use lifecycle::Reissue;
+pub use users::UserChange;
 mod write;
 
 pub use write::{Clause, Write};
@@ -608,7 +610,7 @@ impl Store {
         let mut items = vec![
             Write::update(keys::user(&user.id))
                 .set(
-                    "#status = :active, password_hash = :ph, email_verified = :verified, updated_at = :now \
+                    "#status = :active, password_hash = :ph, email_verified = :verified, updated_at = :now, accepted_at = :now \
                      REMOVE GSI2PK, GSI2SK",
                 )
                 .condition("#status = :invited")

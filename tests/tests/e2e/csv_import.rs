@@ -362,7 +362,7 @@ async fn a_user_an_import_invited_names_the_import_and_the_admin_who_started_it(
         .iter()
         .map(|u| {
             let email = u["email"].as_str().unwrap();
-            (email, (&u["invited_by"], &u["import_id"]))
+            (email, (&u["invited_by"]["id"], &u["import_id"]))
         })
         .collect();
     assert_eq!(provenance[by_file.as_str()], (&me["id"], &json!(id)));

@@ -18,6 +18,7 @@ mod lifecycle;
 mod lifecycle_events;
 mod listing;
 mod openapi;
+mod people;
 mod races;
 mod reach;
 mod recovery;
