@@ -64,7 +64,7 @@ async fn generate<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             sent_at: None,
         };
         let audit = super::audit(&caller, "access_link_created", &user, None);
-        let result = app.store.reissue_invite(&user, &change, &audit).await;
+        let result = app.store.reissue_invite(&user, &change, Some(&audit)).await;
         let link = AccessLink {
             url: format!("{base}/accept-invite#token={}", token.expose()),
             expires_at: timestamp(expires_at),

@@ -183,7 +183,7 @@ where
 
 /// A row's share of a problem the one-user route would answer with. The route-level texts
 /// of 503 and 500 speak of "the indicated time", which a row has no header for.
-fn row_error(problem: &Problem) -> ErrorBody {
+pub fn row_error(problem: &Problem) -> ErrorBody {
     let detail = match (problem.code, problem.retry_after) {
         (Code::Unavailable | Code::Internal, _) => {
             "This could not be done right now; retry this user.".to_owned()

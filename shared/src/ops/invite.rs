@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::auth::{self, Caller};
-use crate::domain::{DisplayName, Email, Role, TenantId, UserId};
+use crate::domain::{DisplayName, Email, Role, TenantId, UserId, UserStatus};
 use crate::events::{Actor, Kind as EventKind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::{self, Mailer};
@@ -34,6 +34,10 @@ pub struct InviteRequest {
     invitations: Vec<Row>,
     #[serde(default = "default_true")]
     send_email: bool,
+    /// Rows whose address is already invited (or expired) in this tenant get a fresh
+    /// invitation by mail instead of `already_invited`.
+    #[serde(default)]
+    resend_existing: bool,
 }
 
 fn default_true() -> bool {
@@ -68,6 +72,16 @@ pub enum RowError {
         "An account with this email already exists. Ask the person to sign in with it; one account per email address."
     )]
     AlreadyExists,
+    #[error(
+        "This person is already invited to this tenant ({}); resend their invitation (POST /v1/users/{{id}}/resend-invitation, or invite again with resend_existing: true) instead of inviting them twice.",
+        status.as_str()
+    )]
+    AlreadyInvited { user_id: UserId, status: UserStatus },
+    #[error(
+        "This person already has an account in this tenant ({}); find them in the user list.",
+        status.as_str()
+    )]
+    AlreadyHere { user_id: UserId, status: UserStatus },
     #[error("The invitation could not be stored right now; retry this address.")]
     Unavailable,
 }
@@ -80,8 +94,20 @@ impl RowError {
             Self::InvalidName(_) => Code::InvalidName.as_str(),
             Self::ForbiddenRole => Code::ForbiddenRole.as_str(),
             Self::DuplicateInRequest => "duplicate_in_request",
-            Self::AlreadyExists => Code::AlreadyExists.as_str(),
+            Self::AlreadyExists | Self::AlreadyHere { .. } => Code::AlreadyExists.as_str(),
+            Self::AlreadyInvited { .. } => Code::AlreadyInvited.as_str(),
             Self::Unavailable => Code::Unavailable.as_str(),
+        }
+    }
+
+    /// The user of this tenant the row is about, and their state, when the row may say it
+    /// (never for an account in another tenant).
+    pub fn user(&self) -> Option<(&UserId, UserStatus)> {
+        match self {
+            Self::AlreadyInvited { user_id, status } | Self::AlreadyHere { user_id, status } => {
+                Some((user_id, *status))
+            }
+            _ => None,
         }
     }
 }
@@ -104,21 +130,55 @@ pub enum RowResult {
         #[serde(skip_serializing_if = "Option::is_none")]
         email_error: Option<ErrorBody>,
     },
+    /// The address was already invited here and `resend_existing` asked for a new mail.
+    Resent {
+        email: String,
+        user_id: String,
+        #[serde(flatten)]
+        resent: super::resend::Resent,
+    },
     Rejected {
         email: String,
+        /// The user of this tenant the row is about (`already_invited`, `already_exists` for
+        /// someone of this tenant, a resend refused for its user).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_status: Option<&'static str>,
         error: ErrorBody,
     },
 }
 
 impl RowResult {
     fn rejected(email: String, err: &RowError) -> Self {
-        Self::Rejected {
+        Self::refused(
             email,
-            error: ErrorBody {
+            err.user(),
+            ErrorBody {
                 code: err.code(),
                 detail: err.to_string(),
             },
+        )
+    }
+
+    fn refused(email: String, user: Option<(&UserId, UserStatus)>, error: ErrorBody) -> Self {
+        Self::Rejected {
+            email,
+            user_id: user.map(|(id, _)| id.to_string()),
+            user_status: user.map(|(_, status)| status.as_str()),
+            error,
         }
+    }
+
+    /// Whether this row's mail went out.
+    fn mailed(&self) -> bool {
+        matches!(
+            self,
+            Self::Invited {
+                email_sent: true,
+                ..
+            }
+        ) || matches!(self, Self::Resent { resent, .. } if resent.email_sent)
     }
 }
 
@@ -180,6 +240,13 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
             ),
         ));
     }
+    if body.resend_existing && !body.send_email {
+        return Err(Problem::new(
+            Code::ValidationFailed,
+            "resend_existing mails a fresh invitation; it cannot go with send_email: false. \
+             To hand over a link without mail, use POST /v1/users/{id}/access-link.",
+        ));
+    }
     let tenant = super::existing_tenant(app, &tenant).await?;
 
     let mut seen = HashSet::new();
@@ -229,7 +296,12 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
                 match checked {
                     Err(err) => RowResult::rejected(clip(&raw), &err),
                     Ok(candidate) => {
-                        invite_one(app, caller, tenant, candidate, body.send_email).await
+                        let existing = if body.resend_existing {
+                            Existing::Resend
+                        } else {
+                            Existing::Refuse
+                        };
+                        invite_one(app, caller, tenant, candidate, body.send_email, existing).await
                     }
                 }
             }
@@ -237,18 +309,7 @@ async fn invite<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .buffered(CONCURRENCY)
         .collect()
         .await;
-    let sent = results
-        .iter()
-        .filter(|r| {
-            matches!(
-                r,
-                RowResult::Invited {
-                    email_sent: true,
-                    ..
-                }
-            )
-        })
-        .count();
+    let sent = results.iter().filter(|r| r.mailed()).count();
     reserved.settle(app, sent).await;
     Ok(http::json(200, &InviteResponse { results }))
 }
@@ -314,14 +375,147 @@ fn clip(raw: &str) -> String {
     raw.chars().take(crate::domain::MAX_EMAIL_LEN).collect()
 }
 
-/// Creates one invited user and, if asked, mails the link. Used by the CSV import too.
+/// What a row does with an address that is already invited in its tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Answer `already_invited`, with the user's id and state.
+    Refuse,
+    /// Mail them a fresh invitation, as `POST /v1/users/{id}/resend-invitation` would.
+    Resend,
+}
+
+/// Whose an address that could not be claimed is, as far as a row may tell.
+pub enum Taken {
+    /// A pending or lapsed invitation in this tenant.
+    InvitedHere(User),
+    /// Someone who already has an account in this tenant.
+    MemberHere(User),
+    /// An account in another tenant: nothing more may be said about it.
+    Elsewhere,
+}
+
+impl Taken {
+    /// The row error that says this, no more.
+    pub fn row_error(&self) -> RowError {
+        let now = now();
+        match self {
+            Self::InvitedHere(user) => RowError::AlreadyInvited {
+                user_id: user.id.clone(),
+                status: super::users::effective_status(user, now),
+            },
+            Self::MemberHere(user) => RowError::AlreadyHere {
+                user_id: user.id.clone(),
+                status: super::users::effective_status(user, now),
+            },
+            Self::Elsewhere => RowError::AlreadyExists,
+        }
+    }
+}
+
+/// Whose `email` is, for a row of `tenant` that found it taken: `None` when nobody claims
+/// it any more (the claim was released since), so the row may try again. Used by the invite
+/// route, the CSV import and its preview, so that all three answer a taken address alike.
+pub async fn taken_by<M: Mailer>(
+    app: &App<M>,
+    tenant: &TenantId,
+    email: &Email,
+) -> Result<Option<Taken>, crate::store::StoreError> {
+    let Some((id, owner)) = app.store.claim_of(email).await? else {
+        return Ok(None);
+    };
+    if owner != *tenant {
+        return Ok(Some(Taken::Elsewhere));
+    }
+    Ok(app.store.get_user(&id).await?.map(|user| {
+        if matches!(user.status, UserStatus::Invited | UserStatus::Expired) {
+            Taken::InvitedHere(user)
+        } else {
+            Taken::MemberHere(user)
+        }
+    }))
+}
+
+/// Creates one invited user and, if asked, mails the link. An address already taken is
+/// answered as [`Taken`] says, or resent to when `existing` asks for it.
 pub async fn invite_one<M: Mailer>(
     app: &App<M>,
     caller: &Caller,
     tenant: &Tenant,
     candidate: Candidate,
     send_email: bool,
+    existing: Existing,
 ) -> RowResult {
+    // A claim released between the failed create and its read (a cancel, a release) is
+    // free again: one more try.
+    for _ in 0..2 {
+        match create_one(app, caller, tenant, &candidate, send_email).await {
+            Err(Created::Taken) => {}
+            Ok(result) | Err(Created::Refused(result)) => return result,
+        }
+        let email = candidate.email.to_string();
+        match taken_by(app, &tenant.id, &candidate.email).await {
+            Ok(None) => continue,
+            Ok(Some(Taken::InvitedHere(user))) if existing == Existing::Resend => {
+                return resend_row(app, caller, tenant, email, &user).await;
+            }
+            Ok(Some(taken)) => return RowResult::rejected(email, &taken.row_error()),
+            Err(err) => {
+                tracing::warn!(error = %err, "taken address not read");
+                return RowResult::rejected(email, &RowError::Unavailable);
+            }
+        }
+    }
+    RowResult::rejected(candidate.email.to_string(), &RowError::Unavailable)
+}
+
+/// A row whose address is invited here already, mailed a fresh invitation under the
+/// resend route's rules (its checks, and the user's hourly resends).
+async fn resend_row<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    tenant: &Tenant,
+    email: String,
+    user: &User,
+) -> RowResult {
+    let renewed = match super::resend::check(caller, user) {
+        Ok(()) => {
+            super::resend::renew(app, super::resend::Requester::Admin(caller), tenant, user).await
+        }
+        Err(problem) => Err(problem),
+    };
+    match renewed {
+        Ok((resent, event)) => {
+            crate::events::emit(app.events.as_ref(), &[event]).await;
+            RowResult::Resent {
+                email,
+                user_id: user.id.to_string(),
+                resent,
+            }
+        }
+        Err(problem) => RowResult::refused(
+            email,
+            Some((&user.id, super::users::effective_status(user, now()))),
+            super::bulk::row_error(&problem),
+        ),
+    }
+}
+
+/// Why [`create_one`] created nobody.
+enum Created {
+    /// The address is claimed.
+    Taken,
+    /// The row's answer (the store failed).
+    Refused(RowResult),
+}
+
+/// Creates the user of one checked row with its audit record and mails the link if asked.
+async fn create_one<M: Mailer>(
+    app: &App<M>,
+    caller: &Caller,
+    tenant: &Tenant,
+    candidate: &Candidate,
+    send_email: bool,
+) -> Result<RowResult, Created> {
     let now = now();
     let id = UserId::generate();
     let token = send_email.then(|| LinkToken::generate(&id));
@@ -329,7 +523,7 @@ pub async fn invite_one<M: Mailer>(
         app,
         caller,
         tenant,
-        &candidate,
+        candidate,
         id.clone(),
         token.as_ref(),
         now,
@@ -345,17 +539,21 @@ pub async fn invite_one<M: Mailer>(
             Ok(write) => write,
             Err(err) => {
                 tracing::error!(error = %err, "audit record not built");
-                return RowResult::rejected(email, &RowError::Unavailable);
+                return Err(Created::Refused(RowResult::rejected(
+                    email,
+                    &RowError::Unavailable,
+                )));
             }
         };
     match app.store.create_user(&user, vec![audit]).await {
         Ok(()) => {}
-        Err(CreateUserError::EmailTaken) => {
-            return RowResult::rejected(email, &RowError::AlreadyExists);
-        }
+        Err(CreateUserError::EmailTaken) => return Err(Created::Taken),
         Err(CreateUserError::Store(err)) => {
             tracing::warn!(error = %err, "invitation not stored");
-            return RowResult::rejected(email, &RowError::Unavailable);
+            return Err(Created::Refused(RowResult::rejected(
+                email,
+                &RowError::Unavailable,
+            )));
         }
     }
     tracing::info!(tenant = %tenant.id, user_id = %id, actor = %caller.id(), role = %candidate.role, to = %candidate.email.redacted(), "invitation created");
@@ -378,14 +576,14 @@ pub async fn invite_one<M: Mailer>(
         ],
     )
     .await;
-    RowResult::Invited {
+    Ok(RowResult::Invited {
         email,
         user_id: id.to_string(),
         role: candidate.role.as_str(),
         expires_at: timestamp(expires_at),
         email_sent,
         email_error,
-    }
+    })
 }
 
 /// A new invited user of `tenant`, with `token`'s hash when the link is mailed (an
@@ -420,11 +618,31 @@ pub fn invited_user<M: Mailer>(
     }
 }
 
-/// Mails an invitation link. If SES refuses, the failure is recorded on the user (the
-/// invitation stays valid) and described for the admin.
+/// Mails an invitation link in `caller`'s name. If SES refuses, the failure is recorded on
+/// the user (the invitation stays valid) and described for the admin.
 pub async fn send_invitation<M: Mailer>(
     app: &App<M>,
     caller: &Caller,
+    tenant: &Tenant,
+    user: &User,
+    token: &LinkToken,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ErrorBody> {
+    send_invitation_from(
+        app,
+        Some(&caller.user.email),
+        tenant,
+        user,
+        token,
+        expires_at,
+    )
+    .await
+}
+
+/// [`send_invitation`] in the name of `inviter` (none: the mail names nobody).
+pub async fn send_invitation_from<M: Mailer>(
+    app: &App<M>,
+    inviter: Option<&Email>,
     tenant: &Tenant,
     user: &User,
     token: &LinkToken,
@@ -438,7 +656,7 @@ pub async fn send_invitation<M: Mailer>(
     let mut message = mail::Mail::new(mail::Kind::Invite, &user.email, &tenant.name)
         .link(&link, expires_at)
         .branded(tenant);
-    message.inviter = Some(caller.user.email.as_str());
+    message.inviter = inviter.map(Email::as_str);
     message.role = Some(user.role);
     let message = message.render();
     super::deliver(app, user, message, true)

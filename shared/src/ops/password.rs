@@ -137,10 +137,15 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .store
         .get_user(&id.unwrap_or_else(UserId::generate))
         .await?;
-    if let Some(user) =
-        user.filter(|u| u.status == UserStatus::Active && Some(&u.tenant) == tenant.as_ref())
-    {
-        send_self_service_reset(app, &user).await;
+    match user.filter(|u| Some(&u.tenant) == tenant.as_ref()) {
+        Some(user) if user.status == UserStatus::Active => {
+            send_self_service_reset(app, &user).await;
+        }
+        // "I never got my invitation": someone who has not joined gets it again.
+        Some(user) if matches!(user.status, UserStatus::Invited | UserStatus::Expired) => {
+            send_self_service_invitation(app, &user).await;
+        }
+        _ => {}
     }
     if let Some(rest) = FORGOT_MIN_DURATION.checked_sub(started.elapsed()) {
         tokio::time::sleep(rest).await;
@@ -148,7 +153,7 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     Ok(http::json(
         202,
         &serde_json::json!({
-            "detail": "If an account with this address exists in this tenant, a reset link is on its way. It expires in one hour or less."
+            "detail": "If this address has an account or an invitation in this tenant, a link is on its way: a reset link that expires in one hour or less, or a new invitation."
         }),
     ))
 }
@@ -194,6 +199,36 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
     )
     .await;
     tracing::info!(tenant = %user.tenant, user_id = %user.id, "self-service reset sent");
+}
+
+/// A fresh invitation for someone who has not joined, under the resend route's limits: the
+/// user's hourly resends and the tenant's hourly invitation mail. Like the reset, failures
+/// are logged, never answered.
+async fn send_self_service_invitation<M: Mailer>(app: &App<M>, user: &crate::store::User) {
+    let reserved = match super::invite::spend_invite_mail(app, &user.tenant, 1).await {
+        Ok(Ok(reserved)) => reserved,
+        Ok(Err(_)) => {
+            tracing::info!(user_id = %user.id, "self-service invitation over the tenant's mail budget");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(user_id = %user.id, error = %e, "self-service invitation not sent");
+            return;
+        }
+    };
+    let tenant = match app.store.get_tenant(&user.tenant).await {
+        Ok(Some(t)) => t,
+        _ => crate::store::Tenant::unnamed(&user.tenant),
+    };
+    let renewed = super::resend::renew(app, super::resend::Requester::Invitee, &tenant, user).await;
+    let sent = matches!(&renewed, Ok((resent, _)) if resent.email_sent);
+    reserved.settle(app, usize::from(sent)).await;
+    match renewed {
+        Ok((_, event)) => crate::events::emit(app.events.as_ref(), &[event]).await,
+        Err(problem) => {
+            tracing::info!(user_id = %user.id, code = problem.code.as_str(), "self-service invitation not sent")
+        }
+    }
 }
 
 async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {

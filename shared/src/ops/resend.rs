@@ -19,7 +19,7 @@ use crate::events::{Actor, Kind, LifecycleEvent};
 use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::ops::bulk;
-use crate::ops::invite::{ErrorBody, MailReservation, send_invitation, spend_invite_mail};
+use crate::ops::invite::{ErrorBody, MailReservation, send_invitation_from, spend_invite_mail};
 use crate::ops::users::caller_and_target;
 use crate::problem::{Code, Problem};
 use crate::store::items::{after, now, timestamp};
@@ -29,12 +29,24 @@ use crate::token::{LinkToken, Purpose};
 /// Sends per user per hour: enough to recover from a lost mail, too few to flood an inbox.
 pub const RESENDS_PER_HOUR: u32 = 5;
 
+/// What a resend did: the new link's expiry, and whether its mail went out.
 #[derive(Serialize)]
-struct Resent {
-    expires_at: String,
-    email_sent: bool,
+pub struct Resent {
+    pub expires_at: String,
+    pub email_sent: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    email_error: Option<ErrorBody>,
+    pub email_error: Option<ErrorBody>,
+}
+
+/// Who asks for a fresh invitation.
+#[derive(Clone, Copy)]
+pub enum Requester<'a> {
+    /// An admin: the resend routes, or an invite row with `resend_existing`.
+    Admin(&'a Caller),
+    /// The invitee, through "forgot password" ("I never got my invitation"). Like a
+    /// self-service reset, it is not an admin action: no audit record, and the event's actor
+    /// is the subject.
+    Invitee,
 }
 
 pub fn user_active() -> Problem {
@@ -63,7 +75,7 @@ async fn resend<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     // One at a time is still invitation mail: without this, a script resending user by user
     // would get around the budget that the bulk resend is held to.
     let reserved = spend_tenant_mail(app, &tenant.id, 1).await?;
-    let renewed = renew(app, &caller, &tenant, &user).await;
+    let renewed = renew(app, Requester::Admin(&caller), &tenant, &user).await;
     let sent = matches!(&renewed, Ok((r, _)) if r.email_sent);
     reserved.settle(app, usize::from(sent)).await;
     let (resent, event) = renewed?;
@@ -72,7 +84,7 @@ async fn resend<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
 }
 
 /// What may stop a resend before anything is read or written.
-fn check(caller: &Caller, user: &User) -> Result<(), Problem> {
+pub fn check(caller: &Caller, user: &User) -> Result<(), Problem> {
     if user.status == UserStatus::Active {
         return Err(user_active());
     }
@@ -106,10 +118,11 @@ async fn spend_tenant_mail<M: Mailer>(
 }
 
 /// Spends one of the user's hourly resends, replaces the link and mails it. The returned
-/// event is published by the caller, so that a bulk request publishes in batches.
-async fn renew<M: Mailer>(
+/// event is published by the caller, so that a bulk request publishes in batches. The
+/// tenant's invitation mail is the caller's to take (one request takes all of its mails).
+pub async fn renew<M: Mailer>(
     app: &App<M>,
-    caller: &Caller,
+    requester: Requester<'_>,
     tenant: &Tenant,
     user: &User,
 ) -> Result<(Resent, LifecycleEvent), Problem> {
@@ -134,15 +147,32 @@ async fn renew<M: Mailer>(
         expires_at,
         sent_at: Some(now),
     };
-    let audit = super::audit(caller, "invitation_resent", user, None);
-    app.store.reissue_invite(user, &change, &audit).await?;
-    tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "invitation resent");
+    let (audit, inviter, actor) = match requester {
+        Requester::Admin(caller) => (
+            Some(super::audit(caller, "invitation_resent", user, None)),
+            Some(&caller.user.email),
+            Actor::admin(caller),
+        ),
+        // The mail names whoever invited them in the first place.
+        Requester::Invitee => (None, user.invited_by_email.as_ref(), Actor::Subject),
+    };
+    app.store
+        .reissue_invite(user, &change, audit.as_ref())
+        .await?;
+    match requester {
+        Requester::Admin(caller) => {
+            tracing::info!(tenant = %user.tenant, user_id = %user.id, actor = %caller.id(), "invitation resent")
+        }
+        Requester::Invitee => {
+            tracing::info!(tenant = %user.tenant, user_id = %user.id, "invitation resent at the invitee's request")
+        }
+    }
     let (email_sent, email_error) =
-        match send_invitation(app, caller, tenant, user, &token, expires_at).await {
+        match send_invitation_from(app, inviter, tenant, user, &token, expires_at).await {
             Ok(()) => (true, None),
             Err(e) => (false, Some(e)),
         };
-    let event = LifecycleEvent::about(Kind::InvitationResent, user, Actor::admin(caller))
+    let event = LifecycleEvent::about(Kind::InvitationResent, user, actor)
         .with_time("expires_at", expires_at)
         .with("email_sent", email_sent);
     let resent = Resent {
@@ -171,7 +201,7 @@ async fn resend_many<M: Mailer>(app: &App<M>, req: &Request, raw_tenant: &str) -
     let (caller, tenant) = (&batch.caller, &batch.tenant);
     let sent = &AtomicUsize::new(0);
     let answer = bulk::run(app, batch.rows, |user| async move {
-        let (resent, event) = renew(app, caller, tenant, &user).await?;
+        let (resent, event) = renew(app, Requester::Admin(caller), tenant, &user).await?;
         if resent.email_sent {
             sent.fetch_add(1, Ordering::Relaxed);
         }

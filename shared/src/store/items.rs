@@ -555,7 +555,7 @@ pub(crate) struct EmailItem {
     #[serde(rename = "SK")]
     sk: String,
     pub(crate) user_id: UserId,
-    tenant: TenantId,
+    pub(crate) tenant: TenantId,
     /// The CSV import that created the account, to tell a duplicate row from an old account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) import: Option<ImportId>,

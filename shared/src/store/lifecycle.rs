@@ -85,7 +85,7 @@ impl Store {
         &self,
         user: &User,
         change: &Reissue<'_>,
-        audit: &AuditEvent,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), ConditionalError> {
         const OPERATION: &str = "reissue_invite";
         let expires = items::timestamp(change.expires_at);
@@ -106,13 +106,20 @@ impl Store {
             )
             .value(
                 ":now",
-                av(items::timestamp(change.sent_at.unwrap_or(audit.at))),
+                av(items::timestamp(
+                    change
+                        .sent_at
+                        .or(audit.map(|a| a.at))
+                        .unwrap_or_else(items::now),
+                )),
             )
             .value(":shard", av(keys::pending_shard(&user.id)))
             .value(":pending", av(format!("{expires}#{}", user.id)));
-        let update = Self::unchanged_invite(write, user).build(self, OPERATION)?;
-        self.transact(OPERATION, vec![update, self.audit_put(OPERATION, audit)?])
-            .await
+        let mut writes = vec![Self::unchanged_invite(write, user).build(self, OPERATION)?];
+        if let Some(audit) = audit {
+            writes.push(self.audit_put(OPERATION, audit)?);
+        }
+        self.transact(OPERATION, writes).await
     }
 
     /// Deletes the user and frees the address; an invitation's links die with the item.

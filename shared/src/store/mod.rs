@@ -424,6 +424,17 @@ impl Store {
         }
     }
 
+    /// Whose an address is: the user that claims it, and their tenant.
+    pub async fn claim_of(&self, email: &Email) -> Result<Option<(UserId, TenantId)>, StoreError> {
+        match self.get("claim_of", keys::email(email)).await? {
+            None => Ok(None),
+            Some(item) => {
+                let claim = decode::<EmailItem>("claim_of", item)?;
+                Ok(Some((claim.user_id, claim.tenant)))
+            }
+        }
+    }
+
     /// Creates the user and claims its email address in one transaction (with any `extra`
     /// writes, such as its audit record), so that two concurrent invitations of one address
     /// create exactly one account and nothing else.

@@ -22,5 +22,6 @@ mod people;
 mod races;
 mod reach;
 mod recovery;
+mod reinvite;
 mod resilience;
 mod working_core;

@@ -505,7 +505,8 @@ async fn a_single_dropped_connection_during_sign_in_is_retried_by_the_sdk() {
 
 /// Sign-in takes its places in the failure windows (the address's and the source IP's) and
 /// reads the email claim at once, not one after the other: with every request held for a
-/// while by the proxy, three are in flight together. A right password gives both places back.
+/// while by the proxy, three are in flight together. A right password gives both places back
+/// while `last_sign_in_at` is recorded.
 #[tokio::test]
 async fn sign_in_takes_its_places_in_the_failure_windows_beside_the_account_read() {
     let (stack, proxy) = stack(&[]).await;
@@ -524,10 +525,11 @@ async fn sign_in_takes_its_places_in_the_failure_windows_beside_the_account_read
     let counts = proxy.counts();
     assert_eq!(
         (proxy.count(UPDATE), proxy.count(GET)),
-        (4, 2),
-        "two places taken and given back, the claim and the user: {counts:?}"
+        (5, 2),
+        "two places taken and given back beside the sign-in's record on the user, the claim \
+         and the user: {counts:?}"
     );
-    assert_eq!(counts.values().sum::<u64>(), 6, "{counts:?}");
+    assert_eq!(counts.values().sum::<u64>(), 7, "{counts:?}");
     assert_eq!(proxy.peak_in_flight_all(), 3, "{counts:?}");
 }
 
@@ -632,11 +634,11 @@ async fn random_throttling_and_dropped_connections_never_leave_a_half_written_ac
 
     proxy.clear();
     assert_table_consistent(&stack).await;
-    // Whatever was not stored can be invited now; what was stored is refused as existing.
+    // Whatever was not stored can be invited now; what was stored is already invited.
     let again = api.invite(&admin, &tenant, rows(&emails)).await;
     for (status, first) in row_statuses(&again).iter().zip(first) {
         let expected = if first == "invited" {
-            "already_exists"
+            "already_invited"
         } else {
             "invited"
         };
