@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use latchkey_local::emulators::Emulators;
 use latchkey_local::gateway::{Gateway, GatewayConfig};
 use latchkey_local::paths::Paths;
-use latchkey_local::setup::{Aws, bootstrap_admin, default_credentials_env};
+use latchkey_local::setup::{Aws, bootstrap_admin, default_credentials_env, rotate_keys};
 use latchkey_local::stack::{Prepared, Source, prepare};
 use latchkey_local::template::Template;
 use tokio::signal::unix::{SignalKind, signal};
@@ -213,6 +213,11 @@ async fn start_stack(
         bootstrap_admin(&gateway).await?;
     } else {
         warn!("the template has no `bootstrap` function: no admin was created");
+    }
+    // As JwtSecretRotation's RotateImmediatelyOnUpdate does on deploy: the plain secret
+    // becomes a keyring, its legacy generation kept.
+    if template.function("rotate-keys").is_some() {
+        rotate_keys(&gateway, &prepared.jwt_secret_arn).await?;
     }
     Ok(Running {
         paths,

@@ -355,6 +355,8 @@ impl Aws {
     }
 
     /// Creates secret `name` holding 64 random bytes (base64) unless it exists; returns its ARN.
+    /// That is what CloudFormation creates too (`GenerateSecretString`): a plain value, which
+    /// the functions read as one legacy key generation until the first rotation.
     pub async fn ensure_secret(&self, name: &str) -> Result<String> {
         let value = BASE64.encode(
             rand::random::<[u8; 32]>()
@@ -424,6 +426,40 @@ pub async fn bootstrap_admin(gateway: &Gateway) -> Result<Value> {
     }
     info!("bootstrap: {output}");
     Ok(output)
+}
+
+/// The four steps Secrets Manager sends a rotation function, in order.
+pub const ROTATION_STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+/// A new version id for a rotation, shaped as Secrets Manager makes them (a UUID).
+pub fn rotation_token() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Rotates secret `secret` the way Secrets Manager does: the `rotate-keys` function is invoked
+/// with each of [`ROTATION_STEPS`] and one new version id, which it returns. Stops at the first
+/// step that fails. The local stack runs it once at start, as `RotateImmediatelyOnUpdate` does
+/// on deploy; tests run it to rotate their own secret.
+pub async fn rotate_keys(gateway: &Gateway, secret: &str) -> Result<String> {
+    let token = rotation_token();
+    for step in ROTATION_STEPS {
+        let event = json!({"Step": step, "SecretId": secret, "ClientRequestToken": token});
+        gateway
+            .invoke("rotate-keys", event)
+            .await
+            .with_context(|| format!("key rotation step {step}"))?;
+    }
+    info!("keys rotated: {secret} is at version {token}");
+    Ok(token)
 }
 
 /// An attribute as plain JSON (binary as base64), for dumps meant to be read or grepped.

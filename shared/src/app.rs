@@ -98,6 +98,7 @@ impl<M: Mailer + Connect> App<M> {
         let keys = Keys::fetch(
             &aws_sdk_secretsmanager::Client::new(sdk),
             &config.jwt_secret_arn,
+            config.keyring_refresh,
         )
         .await?;
         let store = Store::new(

@@ -73,7 +73,14 @@ pub async fn authenticate(
     bearer: Option<&str>,
 ) -> Result<Caller, Problem> {
     let token = bearer.ok_or_else(Problem::unauthorized)?;
-    let claims = crate::session::verify(keys, token).map_err(|e| {
+    // A warm instance may hold a keyring from before a rotation: read it again when it is
+    // stale, or when the token names a generation it has not seen (bounded).
+    keys.refresh_if_stale().await;
+    let ring = match crate::session::kid_of(token) {
+        Some(kid) => keys.knowing(&kid).await,
+        None => keys.current(),
+    };
+    let claims = crate::session::verify_with(&ring, token).map_err(|e| {
         tracing::info!(reason = %e, "session token rejected");
         Problem::new(
             Code::Unauthorized,

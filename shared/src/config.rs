@@ -17,6 +17,9 @@ pub struct Config {
     pub reset_ttl: Duration,
     pub verify_ttl: Duration,
     pub session_ttl: Duration,
+    /// How old the cached keyring may grow before it is read again (`KEYRING_REFRESH_SECONDS`,
+    /// default 300): how soon after a key rotation warm instances sign with the new key.
+    pub keyring_refresh: Duration,
     /// Invitation mails one tenant may trigger per hour (protects inboxes and SES quota).
     pub invite_mail_per_hour: u32,
     /// SES configuration set every mail is sent with (`SES_CONFIGURATION_SET`): its events
@@ -167,6 +170,43 @@ impl ImportConfig {
     }
 }
 
+fn keyring_refresh(env: &impl Env) -> Result<Duration, ConfigError> {
+    seconds(env, "KEYRING_REFRESH_SECONDS", 300)
+}
+
+/// What the key rotation needs to know (the `rotate-keys` function): how long the longest-lived
+/// session or link lasts, and how often warm instances read the keyring again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLifetimes {
+    pub longest: Duration,
+    pub refresh: Duration,
+}
+
+impl KeyLifetimes {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from(&ProcessEnv)
+    }
+
+    /// From the same variables (and defaults) as [`Config`].
+    pub fn from(env: &impl Env) -> Result<Self, ConfigError> {
+        let lifetimes = [
+            seconds(env, "INVITE_TTL_SECONDS", 7 * 24 * 3600)?,
+            seconds(env, "RESET_TTL_SECONDS", 3600)?,
+            seconds(env, "VERIFY_TTL_SECONDS", 24 * 3600)?,
+            seconds(env, "SESSION_TTL_SECONDS", 3600)?,
+        ];
+        Ok(Self {
+            longest: lifetimes.into_iter().max().unwrap_or_default(),
+            refresh: keyring_refresh(env)?,
+        })
+    }
+
+    /// How long a key generation is kept after it stops signing.
+    pub fn retention(&self) -> Duration {
+        crate::secrets::retention(self.longest, self.refresh)
+    }
+}
+
 /// The EventBridge bus lifecycle events go to: `EVENT_BUS_NAME`, else the default bus.
 pub fn event_bus(env: &impl Env) -> String {
     env.get("EVENT_BUS_NAME")
@@ -212,6 +252,7 @@ impl Config {
             reset_ttl: seconds(env, "RESET_TTL_SECONDS", 3600)?,
             verify_ttl: seconds(env, "VERIFY_TTL_SECONDS", 24 * 3600)?,
             session_ttl: seconds(env, "SESSION_TTL_SECONDS", 3600)?,
+            keyring_refresh: keyring_refresh(env)?,
             invite_mail_per_hour,
             ses_configuration_set: env.get("SES_CONFIGURATION_SET"),
             event_bus: event_bus(env),
@@ -309,6 +350,23 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_key_generation_is_kept_for_the_longest_lifetime_and_two_refreshes() {
+        let defaults = KeyLifetimes::from(&base()).unwrap();
+        assert_eq!(
+            defaults.longest,
+            Duration::from_secs(604_800),
+            "invitations, 7 days"
+        );
+        assert_eq!(defaults.retention(), Duration::from_secs(604_800 + 600));
+        let mut env = base();
+        env.insert("INVITE_TTL_SECONDS", "60");
+        env.insert("SESSION_TTL_SECONDS", "90000");
+        env.insert("KEYRING_REFRESH_SECONDS", "1");
+        let short = KeyLifetimes::from(&env).unwrap();
+        assert_eq!(short.retention(), Duration::from_secs(90_002));
     }
 
     #[test]

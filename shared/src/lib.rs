@@ -19,6 +19,7 @@ pub mod mail;
 pub mod ops;
 pub mod password;
 pub mod problem;
+pub mod rotation;
 pub mod secrets;
 pub mod session;
 pub mod store;

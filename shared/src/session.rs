@@ -1,11 +1,13 @@
 //! Session tokens: HS256 JWTs with the algorithm pinned and `exp`, `iss`, `aud` checked.
-//! `sv` is the user's session version: bumping it on the user item revokes every older token.
+//! `sv` is the account's version: moving it on the user item revokes every older token.
+//! The header's `kid` names the key generation that signed the token ([`crate::secrets`]); a
+//! token without one was signed before keyrings, by the legacy generation.
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::secrets::Keys;
+use crate::secrets::{Keyring, Keys, LEGACY_KID};
 
 pub const ISSUER: &str = "latchkey";
 pub const AUDIENCE: &str = "latchkey-api";
@@ -27,6 +29,15 @@ pub enum SessionError {
     Encode(jsonwebtoken::errors::Error),
     #[error("token rejected: {0}")]
     Rejected(jsonwebtoken::errors::Error),
+    #[error("token signed by a key this keyring does not hold")]
+    UnknownKey,
+}
+
+/// The key id a token's header names (read before its signature is checked: it only picks the
+/// key to check it with). `None` for text that is not a JWT.
+pub fn kid_of(token: &str) -> Option<String> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    Some(header.kid.unwrap_or_else(|| LEGACY_KID.to_owned()))
 }
 
 pub fn issue(
@@ -47,24 +58,36 @@ pub fn issue(
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
     };
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(&keys.jwt),
-    )
-    .map_err(SessionError::Encode)?;
+    let ring = keys.current();
+    let signer = ring.signer();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(signer.kid().to_owned());
+    let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&signer.session))
+        .map_err(SessionError::Encode)?;
     Ok((token, exp))
 }
 
+/// Verifies `token` with the keyring this instance holds now; see [`verify_with`].
 pub fn verify(keys: &Keys, token: &str) -> Result<Claims, SessionError> {
+    verify_with(&keys.current(), token)
+}
+
+/// Verifies `token` with the generation of `ring` its header names.
+pub fn verify_with(ring: &Keyring, token: &str) -> Result<Claims, SessionError> {
+    let kid = kid_of(token).ok_or(SessionError::UnknownKey)?;
+    let generation = ring.get(&kid).ok_or(SessionError::UnknownKey)?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[AUDIENCE]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 5;
-    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&keys.jwt), &validation)
-        .map(|data| data.claims)
-        .map_err(SessionError::Rejected)
+    jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(&generation.session),
+        &validation,
+    )
+    .map(|data| data.claims)
+    .map_err(SessionError::Rejected)
 }
 
 #[cfg(test)]
@@ -125,6 +148,63 @@ mod tests {
     }
 
     #[test]
+    fn a_token_names_its_generation_and_verifies_after_a_rotation_until_that_one_is_dropped() {
+        let now = Utc::now();
+        let minute = Duration::from_secs(60);
+        let first = crate::secrets::Keyring::generate(now);
+        let (token, _) = issue(&Keys::fixed(first.clone()), "u1", "acme", 1, now, minute).unwrap();
+        assert_eq!(kid_of(&token).as_deref(), Some(first.signer().kid()));
+
+        let second = first.rotated(now, minute).unwrap();
+        assert!(
+            verify_with(&second, &token).is_ok(),
+            "the previous generation is kept"
+        );
+        let (newer, _) = issue(&Keys::fixed(second.clone()), "u1", "acme", 1, now, minute).unwrap();
+        assert_eq!(kid_of(&newer).as_deref(), Some(second.signer().kid()));
+        assert!(
+            verify_with(&first, &newer).is_err(),
+            "unknown to an older keyring"
+        );
+
+        let later = now + chrono::Duration::minutes(5);
+        let third = second.rotated(later, minute).unwrap();
+        assert!(third.get(first.signer().kid()).is_none());
+        assert!(matches!(
+            verify_with(&third, &token),
+            Err(SessionError::UnknownKey)
+        ));
+    }
+
+    #[test]
+    fn a_token_without_a_kid_is_checked_with_the_legacy_generation_only() {
+        let master = b"0123456789abcdef0123456789abcdef";
+        let legacy = Keys::derive(master);
+        let claims = Claims {
+            sub: "u".into(),
+            tid: "t".into(),
+            sv: 0,
+            iat: Utc::now().timestamp(),
+            exp: Utc::now().timestamp() + 600,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+        };
+        // What the code before keyrings issued: no kid, the derived key.
+        let old = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&legacy.current().signer().session),
+        )
+        .unwrap();
+        let rotated = legacy
+            .current()
+            .rotated(Utc::now(), Duration::from_secs(60))
+            .unwrap();
+        assert!(verify_with(&rotated, &old).is_ok());
+        assert!(verify_with(&crate::secrets::Keyring::generate(Utc::now()), &old).is_err());
+    }
+
+    #[test]
     fn wrong_audience_or_issuer_is_rejected() {
         let now = Utc::now().timestamp();
         for (iss, aud) in [("someone-else", AUDIENCE), (ISSUER, "other-api")] {
@@ -140,7 +220,7 @@ mod tests {
             let token = jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),
                 &claims,
-                &EncodingKey::from_secret(&keys().jwt),
+                &EncodingKey::from_secret(&keys().current().signer().session),
             )
             .unwrap();
             assert!(verify(&keys(), &token).is_err());

@@ -9,9 +9,10 @@ use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::password;
 use crate::problem::{Code, Problem};
+use crate::secrets::Keyring;
 use crate::store::User;
 use crate::store::items::now;
-use crate::token::{LinkToken, Purpose, SlotState, TokenHash};
+use crate::token::{LinkToken, Purpose, SlotState};
 
 use super::links::PasswordLink;
 
@@ -53,10 +54,11 @@ impl From<AcceptError> for Problem {
 /// Decides what a token means for this user right now, without writing anything.
 pub fn classify(
     user: &User,
-    hash: &TokenHash,
+    token: &LinkToken,
+    ring: &Keyring,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), AcceptError> {
-    match user.link_state(Purpose::Invite, hash, now) {
+    match user.link_state(Purpose::Invite, token, ring, now) {
         SlotState::Used => Err(AcceptError::Used),
         SlotState::Unknown => Err(AcceptError::Invalid),
         // Past its time, whether or not the sweep has marked it yet.
@@ -74,20 +76,23 @@ pub async fn handle<M: Mailer>(app: &App<M>, req: Request) -> Response<Body> {
 async fn accept<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let body: Accept = http::json_body(req)?;
     let token = LinkToken::parse(&body.token).ok_or(AcceptError::Invalid)?;
-    let hash = token.hash(&app.keys, Purpose::Invite);
     let user = app
         .store
         .get_user(token.user_id())
         .await?
         .ok_or(AcceptError::Invalid)?;
-    classify(&user, &hash, now())?;
+    let ring = super::links::keyring_for(app, &user, &[Purpose::Invite]).await;
+    classify(&user, &token, &ring, now())?;
+    let hash = user
+        .link_hash(Purpose::Invite)
+        .ok_or(AcceptError::Invalid)?;
     super::links::set_password(
         app,
         PasswordLink::Invite,
         &user,
         &hash,
         &body.password,
-        |u| classify(u, &hash, now()),
+        |u| classify(u, &token, &ring, now()),
         AcceptError::Invalid,
     )
     .await

@@ -186,13 +186,14 @@ async fn verify<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         .get_user(token.user_id())
         .await?
         .ok_or(LinkError::Invalid)?;
-    let verify_hash = token.hash(&app.keys, Purpose::Verify);
-    let change_hash = token.hash(&app.keys, Purpose::EmailChange);
-    let verify_state = |u: &User| u.link_state(Purpose::Verify, &verify_hash, now());
-    let change_state = |u: &User| u.link_state(Purpose::EmailChange, &change_hash, now());
+    let ring =
+        super::links::keyring_for(app, &user, &[Purpose::Verify, Purpose::EmailChange]).await;
+    let verify_state = |u: &User| u.link_state(Purpose::Verify, &token, &ring, now());
+    let change_state = |u: &User| u.link_state(Purpose::EmailChange, &token, &ring, now());
 
     if verify_state(&user) != SlotState::Unknown {
         LinkError::from_state(verify_state(&user))?;
+        let verify_hash = user.link_hash(Purpose::Verify).ok_or(LinkError::Invalid)?;
         return match app.store.complete_verify(&user, &verify_hash, now()).await {
             Ok(()) => Ok(http::json(
                 200,
@@ -212,6 +213,9 @@ async fn verify<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         };
     }
     LinkError::from_state(change_state(&user))?;
+    let change_hash = user
+        .link_hash(Purpose::EmailChange)
+        .ok_or(LinkError::Invalid)?;
     let new_email = user.pending_email.clone().ok_or(LinkError::Invalid)?;
     let audit = AuditEvent {
         at: now(),

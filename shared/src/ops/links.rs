@@ -13,9 +13,10 @@ use crate::http::{self, HttpResult};
 use crate::mail::Mailer;
 use crate::password::{self, Password, PasswordError};
 use crate::problem::Problem;
+use crate::secrets::Keyring;
 use crate::store::items::now;
 use crate::store::{ConditionalError, User};
-use crate::token::TokenHash;
+use crate::token::{Purpose, TokenHash};
 
 /// The links whose holder chooses a password.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,28 @@ impl PasswordLink {
             Self::Reset => "password reset completed",
         }
     }
+}
+
+/// The keyring to check a presented link against `user`'s slots of `purposes`: read again if it
+/// is stale, or (bounded) if a stored hash names a key generation this instance has not seen
+/// (a link issued by an instance that noticed a rotation first).
+pub async fn keyring_for<M: Mailer>(
+    app: &App<M>,
+    user: &User,
+    purposes: &[Purpose],
+) -> std::sync::Arc<Keyring> {
+    app.keys.refresh_if_stale().await;
+    let mut ring = app.keys.current();
+    for purpose in purposes {
+        let slot = user.link_slot(*purpose);
+        for stored in [slot.hash, slot.spent].into_iter().flatten() {
+            let kid = TokenHash::kid_of(stored);
+            if ring.get(kid).is_none() {
+                ring = app.keys.knowing(kid).await;
+            }
+        }
+    }
+    ring
 }
 
 /// Who the link belonged to, as the pages need it to offer sign-in.

@@ -170,6 +170,7 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
     }
     let expires_at = after(now(), app.config.reset_ttl);
     let token = LinkToken::generate(&user.id);
+    app.keys.refresh_if_stale().await;
     if let Err(e) = app
         .store
         .issue_reset(
@@ -234,15 +235,17 @@ async fn send_self_service_invitation<M: Mailer>(app: &App<M>, user: &crate::sto
 async fn reset<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
     let body: Reset = http::json_body(req)?;
     let token = LinkToken::parse(&body.token).ok_or(LinkError::Invalid)?;
-    let hash = token.hash(&app.keys, Purpose::Reset);
     let user = app
         .store
         .get_user(token.user_id())
         .await?
         .ok_or(LinkError::Invalid)?;
-    let state =
-        |u: &crate::store::User| LinkError::from_state(u.link_state(Purpose::Reset, &hash, now()));
+    let ring = super::links::keyring_for(app, &user, &[Purpose::Reset]).await;
+    let state = |u: &crate::store::User| {
+        LinkError::from_state(u.link_state(Purpose::Reset, &token, &ring, now()))
+    };
     state(&user)?;
+    let hash = user.link_hash(Purpose::Reset).ok_or(LinkError::Invalid)?;
     super::links::set_password(
         app,
         PasswordLink::Reset,

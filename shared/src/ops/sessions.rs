@@ -209,10 +209,12 @@ async fn sign_in<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         }
     };
     // The places go back and the sign-in is recorded for the admins' list at once; a failed
-    // record is logged and does not keep the person out.
-    let (_, recorded) = tokio::join!(
+    // record is logged and does not keep the person out. Meanwhile the keyring is read again
+    // if it is stale, so that the session is signed with the newest key generation.
+    let (_, recorded, ()) = tokio::join!(
         super::give_back(app, &all_places, FAILURE_WINDOW, at),
         app.store.record_sign_in(&user.id, now()),
+        app.keys.refresh_if_stale(),
     );
     if let Err(e) = recorded {
         tracing::warn!(user_id = %user.id, error = %e, "sign-in not recorded");

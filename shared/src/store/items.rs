@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{DisplayName, Email, ImportId, Role, TenantId, UserId, UserStatus};
 use crate::encoding::{b64url, b64url_decode};
-use crate::token::{Purpose, SlotState, TokenHash, slot_state};
+use crate::secrets::Keyring;
+use crate::token::{LinkToken, Purpose, SlotState, TokenHash, slot_state};
 
 pub const TENANT_USERS_INDEX: &str = "tenant-users";
 pub const PENDING_INDEX: &str = "pending-by-expiry";
@@ -446,12 +447,28 @@ impl User {
     /// What `hash` means against this user's link slot for `purpose`: live, expired, already
     /// spent, or unknown (never issued, superseded by a newer link, or issued before the
     /// account last changed: see [`User::session_version`]).
-    pub fn link_state(&self, purpose: Purpose, hash: &TokenHash, now: DateTime<Utc>) -> SlotState {
+    /// `token` is checked against each stored hash with the generation of `ring` that made it.
+    pub fn link_state(
+        &self,
+        purpose: Purpose,
+        token: &LinkToken,
+        ring: &Keyring,
+        now: DateTime<Utc>,
+    ) -> SlotState {
         let slot = self.link_slot(purpose);
-        match slot_state(hash, slot.hash, slot.expires_at, slot.spent, now) {
+        let matches = |stored: Option<&str>| token.matches(ring, purpose, stored);
+        match slot_state(matches, slot.hash, slot.expires_at, slot.spent, now) {
             SlotState::Live if slot.version != self.session_version => SlotState::Unknown,
             state => state,
         }
+    }
+
+    /// The stored hash of the current link of `purpose`, to spend it with (the write checks
+    /// that it is still the slot's).
+    pub fn link_hash(&self, purpose: Purpose) -> Option<TokenHash> {
+        self.link_slot(purpose)
+            .hash
+            .map(|h| TokenHash::from_stored(h.to_owned()))
     }
 
     /// The link of `purpose` as stored on this user.
@@ -750,6 +767,10 @@ mod tests {
             Keys::derive(b"0123456789abcdef0123456789abcdef")
         }
 
+        fn ring() -> std::sync::Arc<Keyring> {
+            keys().current()
+        }
+
         /// Writes a link into the slot of `purpose` the way the store's writes name it.
         fn fill(
             user: &mut User,
@@ -836,7 +857,7 @@ mod tests {
                     let mut holder = user();
                     fill(&mut holder, purpose, current, spent, expires_at);
                     assert_eq!(
-                        holder.link_state(purpose, &hash, now),
+                        holder.link_state(purpose, &token, &ring(), now),
                         expected,
                         "{purpose:?}: {case}"
                     );
@@ -860,12 +881,15 @@ mod tests {
                 );
                 holder.session_version = 3;
                 set_version(&mut holder, purpose, Some(3));
-                assert_eq!(holder.link_state(purpose, &hash, now), SlotState::Live);
+                assert_eq!(
+                    holder.link_state(purpose, &token, &ring(), now),
+                    SlotState::Live
+                );
 
                 holder.session_version = 4;
 
                 assert_eq!(
-                    holder.link_state(purpose, &hash, now),
+                    holder.link_state(purpose, &token, &ring(), now),
                     SlotState::Unknown,
                     "{purpose:?}"
                 );
@@ -887,12 +911,12 @@ mod tests {
             );
             set_version(&mut holder, Purpose::Invite, None);
             assert_eq!(
-                holder.link_state(Purpose::Invite, &hash, now),
+                holder.link_state(Purpose::Invite, &token, &ring(), now),
                 SlotState::Live
             );
             holder.session_version = 1;
             assert_eq!(
-                holder.link_state(Purpose::Invite, &hash, now),
+                holder.link_state(Purpose::Invite, &token, &ring(), now),
                 SlotState::Unknown
             );
         }
@@ -967,7 +991,7 @@ mod tests {
                         SlotState::Unknown
                     };
                     assert_eq!(
-                        holder.link_state(asked, &hash, now),
+                        holder.link_state(asked, &token, &ring(), now),
                         expected,
                         "issued {issued:?}, asked {asked:?}"
                     );

@@ -14,6 +14,7 @@ mod delivery_status;
 mod events;
 mod imports;
 mod invitations;
+mod keys;
 mod lifecycle;
 mod lifecycle_events;
 mod listing;
