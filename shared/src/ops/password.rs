@@ -131,6 +131,9 @@ async fn forgot<M: Mailer>(app: &App<M>, req: &Request) -> HttpResult {
         return Err(problem);
     }
 
+    // Any link this mails is hashed with the newest key generation (on every path, like the
+    // reads, so that the timing does not tell).
+    app.keys.refresh_if_stale().await;
     // Two reads on every path: the address claim, then the user (or a user that cannot exist).
     let id = app.store.find_user_id(&email).await?;
     let user = app
@@ -170,7 +173,6 @@ async fn send_self_service_reset<M: Mailer>(app: &App<M>, user: &crate::store::U
     }
     let expires_at = after(now(), app.config.reset_ttl);
     let token = LinkToken::generate(&user.id);
-    app.keys.refresh_if_stale().await;
     if let Err(e) = app
         .store
         .issue_reset(
